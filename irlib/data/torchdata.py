@@ -1,0 +1,76 @@
+"""``SirstTorchDataset``: any irlib dataset as a torch ``Dataset`` of dicts, seeded augmentation.
+
+Train mode: random crop to ``crop_size`` (zero padding when the image is smaller) plus random
+flips/transpose (:class:`irlib.data.transforms.JointAugment`). The random draws for item ``i``
+come from ``numpy.random.default_rng([seed, epoch, i])``, so an epoch's batches are the same for
+any number of DataLoader workers; call :meth:`SirstTorchDataset.set_epoch` before each epoch
+(with ``persistent_workers=True`` the workers keep the epoch they were started with, so do not
+combine the two). Eval mode returns the native image unchanged; batch it with batch size 1
+(sizes differ) or pad with :func:`irlib.data.transforms.pad_to_multiple`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from irlib.data.sample import Sample
+from irlib.data.transforms import JointAugment
+
+ExtraMaps = Callable[[Sample], dict[str, np.ndarray]]
+
+
+class SirstTorchDataset(Dataset):
+    """Items ``{"image": (1,H,W) float raw [0,1], "mask": (1,H,W) float {0,1}, "name": str}``.
+
+    ``extra_maps(sample) -> {key: (H,W) or (C,H,W) array}`` adds aligned maps (point labels,
+    priors), augmented together with image and mask and returned as float tensors under their
+    keys (``(H, W)`` maps gain a channel axis).
+    """
+
+    def __init__(self, base: Sequence[Sample], train: bool, crop_size: int | Sequence[int] = 256,
+                 seed: int = 0, augment: JointAugment | None = None,
+                 extra_maps: ExtraMaps | None = None) -> None:
+        self.base = base
+        self.train = bool(train)
+        self.crop_size = crop_size
+        self.seed = int(seed)
+        self.epoch = 0
+        self.augment = augment if augment is not None else JointAugment(crop_size)
+        self.extra_maps = extra_maps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose augmentation draws ``__getitem__`` makes."""
+        self.epoch = int(epoch)
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator that drives the augmentation of ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.base[index]
+        extras = self.extra_maps(sample) if self.extra_maps is not None else {}
+        keys = list(extras)
+        arrays = [sample.image, sample.mask, *(np.asarray(extras[k]) for k in keys)]
+        if self.train:
+            arrays = list(self.augment(self.rng_for(index), *arrays))
+        item: dict[str, Any] = {"image": _chw(arrays[0]), "mask": _chw(arrays[1]),
+                                "name": sample.name}
+        for k, a in zip(keys, arrays[2:]):
+            item[k] = _chw(a)
+        return item
+
+    def __repr__(self) -> str:
+        mode = f"train, crop {self.crop_size}, seed {self.seed}" if self.train else "eval"
+        return f"SirstTorchDataset({getattr(self.base, 'name', '?')}, {len(self)} items, {mode})"
+
+
+def _chw(a: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return t.unsqueeze(0) if t.ndim == 2 else t

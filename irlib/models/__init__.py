@@ -1,0 +1,21 @@
+"""Host SIRST networks behind one interface (:class:`SirstHost`) and a registry.
+
+>>> from irlib.models import create_model, list_models
+>>> host = create_model("acm")          # logits (B, 1, H, W) for (B, 1, H, W) inputs
+"""
+
+from irlib.models.base import HostFeatures, HostOutput, SirstHost
+from irlib.models.complexity import count_flops, count_macs, count_params
+from irlib.models.registry import (create_model, list_models, load_host, load_weights, register_model,
+                                   save_host)
+
+# importing the architecture files registers them
+from irlib.models.acm import ACM  # noqa: E402
+from irlib.models.alcnet import ALCNet  # noqa: E402
+from irlib.models.dnanet import DNANet  # noqa: E402
+from irlib.models.mshnet import MSHNet  # noqa: E402
+from irlib.models.unet import UNet  # noqa: E402
+
+__all__ = ["ACM", "ALCNet", "DNANet", "HostFeatures", "HostOutput", "MSHNet", "SirstHost", "UNet",
+           "count_flops", "count_macs", "count_params", "create_model", "list_models", "load_host",
+           "load_weights", "register_model", "save_host"]
