@@ -28,14 +28,6 @@ from irlib.errors import IrlibInputError
 NORM = Normalize(0.2, 0.25)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids thread-sync stalls on the shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class ToyDataset(Dataset):
     """Dim noisy images with one bright square target; optional flips drawn from torch's RNG."""

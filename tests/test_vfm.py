@@ -17,14 +17,6 @@ TINY_VIT = dict(embed_dim=32, depth=4, num_heads=2)
 TINY_SAM = dict(embed_dim=32, depth=4, num_heads=2, resize=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread avoids thread-sync stalls on the shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def no_weights_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

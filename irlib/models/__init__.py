@@ -10,11 +10,11 @@ from irlib.models.registry import (create_model, list_models, load_host, load_we
                                    save_host)
 
 # importing the architecture files registers them
-from irlib.models.acm import ACM  # noqa: E402
-from irlib.models.alcnet import ALCNet  # noqa: E402
-from irlib.models.dnanet import DNANet  # noqa: E402
-from irlib.models.mshnet import MSHNet  # noqa: E402
-from irlib.models.unet import UNet  # noqa: E402
+from irlib.models.acm import ACM
+from irlib.models.alcnet import ALCNet
+from irlib.models.dnanet import DNANet
+from irlib.models.mshnet import MSHNet
+from irlib.models.unet import UNet
 
 __all__ = ["ACM", "ALCNet", "DNANet", "HostFeatures", "HostOutput", "MSHNet", "SirstHost", "UNet",
            "count_flops", "count_macs", "count_params", "create_model", "list_models", "load_host",
