@@ -16,9 +16,10 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from irlib.models.base import HostFeatures, HostOutput, SirstHost
-from irlib.models.layers import FCNHead, res_stage, resnet_stem
+from irlib.models.base import HostFeatures, HostOutput
+from irlib.models.layers import FCNHead, res_stage
 from irlib.models.registry import register_model
+from irlib.models.res_encoder import ResStageHost
 
 
 class AsymBiFusion(nn.Module):
@@ -41,7 +42,7 @@ class AsymBiFusion(nn.Module):
         return self.post(fused)
 
 
-class ACM(SirstHost):
+class ACM(ResStageHost):
     """ACM-U-Net host. The top-down branch pools globally and has batch norm, so train with
     batch size >= 2 (as the original).
 
@@ -54,12 +55,8 @@ class ACM(SirstHost):
 
     def __init__(self, in_chans: int = 1, layers: Sequence[int] = (3, 3, 3),
                  channels: Sequence[int] = (8, 16, 32, 64), reduction: int = 4) -> None:
-        super().__init__(in_chans=in_chans, deep_supervision=False)
+        super().__init__(in_chans, layers, channels)
         c0, c1, c2, c3 = channels
-        self.stem = resnet_stem(in_chans, c0)
-        self.layer1 = res_stage(2 * c0, c1, layers[0])
-        self.layer2 = res_stage(c1, c2, layers[1], stride=2)
-        self.layer3 = res_stage(c2, c3, layers[2], stride=2)
         self.deconv2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)
         self.fuse2 = AsymBiFusion(c2, reduction)
         self.uplayer2 = res_stage(c2, c2, layers[1])
@@ -67,15 +64,6 @@ class ACM(SirstHost):
         self.fuse1 = AsymBiFusion(c1, reduction)
         self.uplayer1 = res_stage(c1, c1, layers[0])
         self.head = FCNHead(c1, 1)
-        self.stage_channels, self.stage_strides = [c1, c2], [4, 8]
-        self.bottleneck_channels, self.bottleneck_stride = c3, 16
-
-    def encode(self, x: Tensor) -> HostFeatures:
-        x = self.pad_input(x)
-        c1 = self.layer1(self.stem(x))
-        c2 = self.layer2(c1)
-        c3 = self.layer3(c2)
-        return HostFeatures(stages=[c1, c2], bottleneck=c3)
 
     def decode(self, feats: HostFeatures, size: Sequence[int]) -> HostOutput:
         c1, c2 = feats.stages

@@ -34,9 +34,10 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from irlib.models.base import HostFeatures, HostOutput, SirstHost
-from irlib.models.layers import FCNHead, res_stage, resnet_stem
+from irlib.models.base import HostFeatures, HostOutput
+from irlib.models.layers import FCNHead, res_stage
 from irlib.models.registry import register_model
+from irlib.models.res_encoder import ResStageHost
 
 # (dy, dx) unit directions, ordered so that direction i + 4 is opposite to direction i
 _DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
@@ -82,7 +83,7 @@ class BottomUpLocalModulation(nn.Module):
         return self.attention(low) * high + low
 
 
-class ALCNet(SirstHost):
+class ALCNet(ResStageHost):
     """ALCNet host (see the module docstring for the configuration).
 
     Args:
@@ -97,12 +98,8 @@ class ALCNet(SirstHost):
     def __init__(self, in_chans: int = 1, layers: Sequence[int] = (4, 4, 4),
                  channels: Sequence[int] = (8, 16, 32, 64), shifts: Sequence[int] = (13, 17),
                  decoder_blocks: int = 4, reduction: int = 1) -> None:
-        super().__init__(in_chans=in_chans, deep_supervision=False)
+        super().__init__(in_chans, layers, channels)
         c0, c1, c2, c3 = channels
-        self.stem = resnet_stem(in_chans, c0)
-        self.layer1 = res_stage(2 * c0, c1, layers[0])
-        self.layer2 = res_stage(c1, c2, layers[1], stride=2)
-        self.layer3 = res_stage(c2, c3, layers[2], stride=2)
         self.lcm1, self.lcm2, self.lcm3 = (CyclicLocalContrast([round(s / stride) for s in shifts])
                                            for stride in (4, 8, 16))
         self.deconv2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)
@@ -113,15 +110,6 @@ class ALCNet(SirstHost):
         self.uplayer1 = res_stage(c1, c1, decoder_blocks) if decoder_blocks else nn.Identity()
         self.deconv0 = nn.ConvTranspose2d(c1, c0, 4, 2, 1)
         self.head = FCNHead(c0, 1)
-        self.stage_channels, self.stage_strides = [c1, c2], [4, 8]
-        self.bottleneck_channels, self.bottleneck_stride = c3, 16
-
-    def encode(self, x: Tensor) -> HostFeatures:
-        x = self.pad_input(x)
-        c1 = self.layer1(self.stem(x))
-        c2 = self.layer2(c1)
-        c3 = self.layer3(c2)
-        return HostFeatures(stages=[c1, c2], bottleneck=c3)
 
     def decode(self, feats: HostFeatures, size: Sequence[int]) -> HostOutput:
         c1, c2 = feats.stages
