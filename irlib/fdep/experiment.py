@@ -210,8 +210,17 @@ def results_stem(cfg: FdepConfig) -> str:
     return f"{cfg.dataset}_{cfg.host}_{cfg.encoder}".replace("/", "-")
 
 
-def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path) -> dict[str, Path]:
-    """Write the per-run CSV, the per-epoch histories and the provenance JSON into ``out_dir``."""
+def provenance(cfg: FdepConfig) -> dict[str, Any]:
+    """Parameters, seeds, versions and commit; take it before training so it names the code run."""
+    return run_metadata(cfg.as_dict(), seed=cfg.seeds)
+
+
+def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
+                  metadata: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write the per-run CSV, the per-epoch histories and the provenance JSON into ``out_dir``.
+
+    ``metadata`` is :func:`provenance` taken when the runs started (default: taken now).
+    """
     import pandas as pd
 
     out = Path(out_dir)
@@ -226,7 +235,7 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path) -
     json_path = out / f"{stem}.json"
     write_json(json_path, {"results": table.to_dict(orient="records"), "summary": summarize(table),
                            "histories": histories,
-                           "metadata": run_metadata(cfg.as_dict(), seed=cfg.seeds)})
+                           "metadata": metadata or provenance(cfg)})
     return {"csv": csv_path, "json": json_path}
 
 
@@ -246,8 +255,9 @@ def summarize(table) -> list[dict[str, Any]]:
 def run_experiment(cfg: FdepConfig, out_dir: str | Path, progress: bool = True,
                    keep: Sequence[int] = (0, 1, 2, 3)) -> list[RunResult]:
     """Train and evaluate both arms for every seed, write the results, return the runs."""
+    metadata = provenance(cfg)
     data = load_data(cfg)
     runs = [run_arm(cfg, variant, seed, data, progress=progress, keep=keep)
             for seed in cfg.seeds for variant in VARIANTS]
-    write_results(cfg, runs, out_dir)
+    write_results(cfg, runs, out_dir, metadata)
     return runs
