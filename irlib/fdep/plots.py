@@ -54,6 +54,7 @@ def metrics_vs_threshold(runs: Sequence[Any]) -> Any:
         ax.axvline(0.5, color="gray", lw=0.6, ls=":")
         ax.grid(alpha=0.3)
     axes[-1].set_yscale("symlog", linthresh=1.0)
+    axes[-1].set_ylim(bottom=0)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
