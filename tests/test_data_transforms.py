@@ -140,3 +140,12 @@ def test_points_on_synthetic_targets() -> None:
         assert len(c) == len(syn.targets(i))
         for t in syn.targets(i):
             assert np.abs(c - np.asarray(t.center)).max(axis=1).min() <= 1.5
+
+
+def test_joint_augment_keeps_non_square_crop_shape() -> None:
+    from irlib.data.transforms import JointAugment
+
+    image = np.random.default_rng(0).random((40, 60)).astype(np.float32)
+    aug = JointAugment((32, 48))
+    shapes = {aug(np.random.default_rng(k), image, image > 0.5)[0].shape for k in range(16)}
+    assert shapes == {(32, 48)}

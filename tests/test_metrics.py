@@ -217,3 +217,12 @@ def test_batch_of_one_tensors_are_squeezed():
     r = one(torch.from_numpy(prob_of(mask))[None, None],
             torch.from_numpy(mask.astype(np.float32))[None])
     assert r["IoU"] == 1.0
+
+
+def test_evaluate_sweep_refuses_names_of_another_length() -> None:
+    from irlib.metrics import evaluate_sweep
+
+    maps = [np.zeros((4, 4), np.float32)] * 3
+    masks = [np.zeros((4, 4), bool)] * 3
+    with pytest.raises(IrlibInputError, match="1 names for 3 images"):
+        evaluate_sweep(maps, masks, names=["a"])

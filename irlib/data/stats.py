@@ -3,10 +3,11 @@
 Definitions (also in ``docs/data.md``):
 
 * ``gray_mean``/``gray_std``: mean and standard deviation over all pixels of all images, pooled
-  (pixel-weighted), of the ``raw`` [0, 1] images; the host networks' normalisation constants.
+  (pixel-weighted), of the ``raw`` [0, 1] images.
 * ``image_mean_avg``/``image_std_avg``: the average over images of each image's own mean and
   std, the convention of BasicIRSTD's ``img_norm_cfg`` (times 255 it reproduces its NUDT-SIRST
-  constants 107.81 / 33.02).
+  constants 107.81 / 33.02); the host networks' normalisation constants
+  (``irlib.engine.Normalize.from_stats``).
 * a target is an 8-connected component of the mask; its ``area`` is its pixel count.
 * ``contrast`` (local contrast of a target): ``(mean_t - mean_r) / max(std_r, 1/255)`` where
   ``mean_t`` is the mean intensity of the target's pixels and ``mean_r``/``std_r`` are the mean

@@ -103,7 +103,8 @@ class JointAugment:
     """The training augmentation: random crop to ``crop_size`` then random flips/transpose.
 
     ``aug(rng, image, mask, *extras)`` returns contiguous arrays in the same order.
-    ``crop_size=None`` skips cropping.
+    ``crop_size=None`` skips cropping. The transpose is applied to square outputs only, so every
+    item keeps the crop's (H, W) and items of a non-square crop size still batch together.
     """
 
     def __init__(self, crop_size: int | Sequence[int] | None = 256, hflip: bool = True,
@@ -115,7 +116,8 @@ class JointAugment:
         out = list(arrays)
         if self.crop_size is not None:
             out = random_crop(out, self.crop_size, rng)
-        out = random_dihedral(out, rng, self.hflip, self.vflip, self.transpose)
+        square = out[0].shape[-2] == out[0].shape[-1]
+        out = random_dihedral(out, rng, self.hflip, self.vflip, self.transpose and square)
         return tuple(np.ascontiguousarray(a) for a in out)
 
     def __repr__(self) -> str:

@@ -25,8 +25,9 @@ class Normalize:
 
     @classmethod
     def from_stats(cls, stats: Any) -> "Normalize":
-        """From :class:`irlib.data.stats.DatasetStats` (its ``gray_mean`` / ``gray_std``)."""
-        return cls(float(stats.gray_mean), float(stats.gray_std))
+        """From :class:`irlib.data.stats.DatasetStats`, with BasicIRSTD's convention: the average
+        of the images' means and of their standard deviations (``image_mean_avg``/``image_std_avg``)."""
+        return cls(float(stats.image_mean_avg), float(stats.image_std_avg))
 
     @classmethod
     def identity(cls) -> "Normalize":

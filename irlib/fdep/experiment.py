@@ -26,7 +26,7 @@ from irlib.fdep.objective import CoISDObjective
 from irlib.metrics import SirstMetrics, SweepCurves, ThresholdSweep, hse
 from irlib.models import count_params, create_model
 from irlib.paths import resolve_profile
-from irlib.repro import run_metadata, write_json
+from irlib.repro import atomic_write_bytes, run_metadata, write_json
 from irlib.vfm import create_encoder
 
 VARIANTS = ("baseline", "fdep")
@@ -123,9 +123,7 @@ def load_data(cfg: FdepConfig) -> ExperimentData:
         kw = {"root": cfg.root, "on_size_mismatch": cfg.on_size_mismatch}
         train = _subset(open_dataset(cfg.dataset, cfg.train_split, **kw), cfg.max_train_images)
         test = _subset(open_dataset(cfg.dataset, cfg.test_split, **kw), cfg.max_test_images)
-    # BasicIRSTD's convention: the average of per-image means and of per-image stds
-    stats = dataset_stats(train)
-    normalize = Normalize(stats.image_mean_avg, stats.image_std_avg)
+    normalize = Normalize.from_stats(dataset_stats(train))  # BasicIRSTD's per-image convention
     label = f"{cfg.dataset} ({len(train)} train / {len(test)} test images)"
     return ExperimentData(SirstTorchDataset(train, train=True, crop_size=cfg.crop_size), test, normalize, label)
 
@@ -228,9 +226,7 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
     stem = results_stem(cfg)
     table = pd.DataFrame([r.row for r in runs])
     csv_path = out / f"{stem}.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(csv_path)
+    atomic_write_bytes(csv_path, table.to_csv(index=False, float_format="%.6g").encode())
     histories = {f"{r.variant}_seed{r.seed}": r.history.rows for r in runs}
     json_path = out / f"{stem}.json"
     write_json(json_path, {"results": table.to_dict(orient="records"), "summary": summarize(table),
@@ -250,14 +246,3 @@ def summarize(table) -> list[dict[str, Any]]:
             row[f"{c}_std"] = float(group[c].std(ddof=1)) if len(group) > 1 else None
         out.append(row)
     return out
-
-
-def run_experiment(cfg: FdepConfig, out_dir: str | Path, progress: bool = True,
-                   keep: Sequence[int] = (0, 1, 2, 3)) -> list[RunResult]:
-    """Train and evaluate both arms for every seed, write the results, return the runs."""
-    metadata = provenance(cfg)
-    data = load_data(cfg)
-    runs = [run_arm(cfg, variant, seed, data, progress=progress, keep=keep)
-            for seed in cfg.seeds for variant in VARIANTS]
-    write_results(cfg, runs, out_dir, metadata)
-    return runs

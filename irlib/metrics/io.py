@@ -71,12 +71,11 @@ def _read(path: Path) -> np.ndarray:
             return z["prob"]
     from PIL import Image
 
+    from irlib.data.io import gray_levels
+
     with Image.open(path) as im:
-        a = np.asarray(im)
-    if a.ndim == 3:
-        a = a[..., 0]
-    scale = 65535.0 if a.dtype == np.uint16 else 255.0
-    return (a.astype(np.float32) / np.float32(scale)).astype(np.float32)
+        levels, scale = gray_levels(im, path)
+    return (levels / scale).astype(np.float32)
 
 
 def find_prediction(folder: str | os.PathLike, name: str) -> Path | None:

@@ -389,6 +389,8 @@ def evaluate_sweep(probs: Iterable[Any], masks: Iterable[Any], names: Iterable[s
     if len(probs) != len(masks):
         raise IrlibInputError(f"got {len(probs)} prediction maps but {len(masks)} masks")
     names = list(names) if names is not None else [None] * len(probs)
+    if len(names) != len(probs):
+        raise IrlibInputError(f"got {len(names)} names for {len(probs)} images")
     for p, m, n in zip(probs, masks, names):
         s.update(p, m, name=n)
     return s.counts()
