@@ -17,6 +17,22 @@ SYNTHETIC_SPLITS = {"train": 512, "test": 128}
 SYNTHETIC_OFFSETS = {"train": 0, "test": 1_000_000}
 #: Real datasets known by name, looked up under ``irlib.paths.data_root(root)``.
 KNOWN_DATASETS = ("NUAA-SIRST", "NUDT-SIRST")
+#: BasicIRSTD's fixed per-dataset normalisation constants (``utils.get_img_norm_cfg``), on the
+#: 0-255 gray scale: the average over train + test images of each image's mean and std.
+REFERENCE_NORMALIZATION: dict[str, tuple[float, float]] = {
+    "NUAA-SIRST": (101.06385040283203, 34.619606018066406),
+    "NUDT-SIRST": (107.80905151367188, 33.02274703979492),
+    "IRSTD-1K": (87.4661865234375, 39.71953201293945),
+}
+
+
+def reference_normalization(name: str) -> tuple[float, float]:
+    """BasicIRSTD's ``(mean, std)`` of dataset ``name`` on irlib's [0, 1] gray scale (``/ 255``)."""
+    for key, (mean, std) in REFERENCE_NORMALIZATION.items():
+        if key.lower() == str(name).lower():
+            return mean / 255.0, std / 255.0
+    raise IrlibInputError(f"no reference normalisation constants for dataset {name!r} (known: "
+                          f"{sorted(REFERENCE_NORMALIZATION)}); use normalization='measured'")
 
 
 def open_dataset(name: str | os.PathLike, split: str = "test",

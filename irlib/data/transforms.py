@@ -35,32 +35,52 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def pad_bottom_right(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Zero-pad the last two axes of ``a`` at the bottom/right up to at least ``(h, w)``."""
+def pad_bottom_right(a: np.ndarray, h: int, w: int, value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes of ``a`` at the bottom/right with ``value`` up to at least ``(h, w)``."""
     ph, pw = max(h - a.shape[-2], 0), max(w - a.shape[-1], 0)
     if ph == 0 and pw == 0:
         return a
     pad = [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)]
-    return np.pad(a, pad, mode="constant", constant_values=0)
+    return np.pad(a, pad, mode="constant", constant_values=value)
 
 
-def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int],
-                rng: np.random.Generator) -> list[np.ndarray]:
+#: Draws after which the target-biased crop accepts whatever it drew (BasicIRSTD loops forever).
+MAX_CROP_DRAWS = 1000
+
+
+def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np.random.Generator,
+                pad_values: Sequence[float] | None = None, pos_prob: float | None = None,
+                target_index: int = 1) -> list[np.ndarray]:
     """Crop the same random ``size`` window from every array.
 
-    Arrays smaller than ``size`` are first zero-padded at the bottom/right (False for masks);
-    the window is then drawn uniformly over the valid offsets. Two integers are drawn from
-    ``rng`` whatever the sizes.
+    Arrays smaller than ``size`` are first padded at the bottom/right, array ``i`` with
+    ``pad_values[i]`` (default 0 for all). The window is drawn uniformly over the valid offsets.
+
+    ``pos_prob`` is BasicIRSTD's target-biased rule (``utils.random_crop`` at commit b75ecc8): after
+    each draw a uniform ``u`` is drawn; the crop is accepted when ``u > pos_prob`` or when
+    ``arrays[target_index]`` (the mask) has a positive pixel inside it, otherwise both are drawn
+    again. With ``pos_prob=None`` two integers are drawn and nothing else. An image without any
+    target pixel accepts its first draw (BasicIRSTD would loop forever), and so does any image after
+    :data:`MAX_CROP_DRAWS` draws.
     """
     h, w = _hw(arrays)
     ch, cw = _size2(size)
-    top = int(rng.integers(0, max(h - ch, 0) + 1))
-    left = int(rng.integers(0, max(w - cw, 0) + 1))
-    out = []
-    for a in arrays:
-        a = pad_bottom_right(a, ch, cw)
-        out.append(a[..., top:top + ch, left:left + cw])
-    return out
+    if pad_values is None:
+        pad_values = [0.0] * len(arrays)
+    if len(pad_values) != len(arrays):
+        raise IrlibInputError(f"random_crop: {len(pad_values)} pad values for {len(arrays)} arrays")
+    padded = [pad_bottom_right(a, ch, cw, v) for a, v in zip(arrays, pad_values)]
+    ph, pw = padded[0].shape[-2:]
+    target = padded[target_index] > 0 if pos_prob is not None else None
+    has_target = target is not None and bool(target.any())
+    for _ in range(MAX_CROP_DRAWS):
+        top = int(rng.integers(0, ph - ch + 1))
+        left = int(rng.integers(0, pw - cw + 1))
+        if target is None or not has_target:
+            break
+        if rng.random() > pos_prob or target[..., top:top + ch, left:left + cw].any():
+            break
+    return [a[..., top:top + ch, left:left + cw] for a in padded]
 
 
 def flip(arrays: Sequence[np.ndarray], horizontal: bool = False, vertical: bool = False
@@ -105,24 +125,35 @@ class JointAugment:
     ``aug(rng, image, mask, *extras)`` returns contiguous arrays in the same order.
     ``crop_size=None`` skips cropping. The transpose is applied to square outputs only, so every
     item keeps the crop's (H, W) and items of a non-square crop size still batch together.
+
+    Args:
+        image_pad: value the image is padded with when it is smaller than the crop (raw scale;
+            give the normalisation mean to pad with mean gray, as BasicIRSTD and irlib's
+            evaluation do). Masks and extra maps are padded with 0.
+        pos_prob: BasicIRSTD's target-biased crop (see :func:`random_crop`); ``None`` = uniform.
     """
 
     def __init__(self, crop_size: int | Sequence[int] | None = 256, hflip: bool = True,
-                 vflip: bool = True, transpose: bool = True) -> None:
+                 vflip: bool = True, transpose: bool = True, image_pad: float = 0.0,
+                 pos_prob: float | None = None) -> None:
+        if pos_prob is not None and not 0.0 <= pos_prob <= 1.0:
+            raise IrlibInputError(f"pos_prob must be in [0, 1] or None, got {pos_prob}")
         self.crop_size = crop_size
         self.hflip, self.vflip, self.transpose = hflip, vflip, transpose
+        self.image_pad, self.pos_prob = float(image_pad), pos_prob
 
     def __call__(self, rng: np.random.Generator, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         out = list(arrays)
         if self.crop_size is not None:
-            out = random_crop(out, self.crop_size, rng)
+            pads = [self.image_pad] + [0.0] * (len(out) - 1)
+            out = random_crop(out, self.crop_size, rng, pads, self.pos_prob)
         square = out[0].shape[-2] == out[0].shape[-1]
         out = random_dihedral(out, rng, self.hflip, self.vflip, self.transpose and square)
         return tuple(np.ascontiguousarray(a) for a in out)
 
     def __repr__(self) -> str:
-        return (f"JointAugment(crop_size={self.crop_size}, hflip={self.hflip}, "
-                f"vflip={self.vflip}, transpose={self.transpose})")
+        return (f"JointAugment(crop_size={self.crop_size}, hflip={self.hflip}, vflip={self.vflip}, "
+                f"transpose={self.transpose}, image_pad={self.image_pad:.6g}, pos_prob={self.pos_prob})")
 
 
 def _is_tensor(x: Any) -> bool:

@@ -12,7 +12,8 @@ them back.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -91,22 +92,57 @@ def predict(model: nn.Module, dataset: Any, normalize: Normalize, device: str | 
     return probs
 
 
-def evaluate_model(model: nn.Module, dataset: Any, normalize: Normalize, device: str | torch.device = "auto",
-                   out_dir: str | os.PathLike | None = None, threshold: float = 0.5,
-                   **metric_options: Any) -> dict[str, float]:
-    """Stream the predictions into :class:`irlib.metrics.SirstMetrics`; return ``compute()``.
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` measured.
 
-    ``metric_options`` go to ``SirstMetrics`` (e.g. ``distance``, ``connectivity``).
+    Attributes:
+        metrics: ``IoU, nIoU, Pd, Fa`` (fractions, threshold ``threshold``) and the pooled counts
+            of :class:`irlib.metrics.SirstMetrics`, plus ``HSE, HSE_pixel, HSE_target`` when
+            the threshold sweep ran.
+        curves: the :class:`irlib.metrics.SweepCurves` of the sweep (``None`` without it).
+        samples: probability maps of the images whose index was in ``keep``, by name.
     """
-    from irlib.metrics import SirstMetrics
 
-    metrics = SirstMetrics(threshold=threshold, **metric_options)
+    metrics: dict[str, float]
+    curves: Any = None
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def row(self) -> dict[str, float]:
+        """The table form: IoU, nIoU, Pd in percent, Fa in 1e-6, HSE terms in [0, 1]."""
+        m = self.metrics
+        out = {"IoU": 100 * m["IoU"], "nIoU": 100 * m["nIoU"], "Pd": 100 * m["Pd"], "Fa_1e-6": 1e6 * m["Fa"]}
+        out.update({k: m[k] for k in ("HSE", "HSE_pixel", "HSE_target") if k in m})
+        return out
+
+
+def evaluate_model(model: nn.Module, dataset: Any, normalize: Normalize, device: str | torch.device = "auto",
+                   *, threshold: float = 0.5, sweep: bool = False, keep: Sequence[int] = (),
+                   out_dir: str | os.PathLike | None = None, **metric_options: Any) -> Evaluation:
+    """Score ``model`` on ``dataset`` at native resolution: the one evaluation path of irlib.
+
+    The predictions stream into :class:`irlib.metrics.SirstMetrics` (``threshold``,
+    ``metric_options`` such as ``distance`` or ``connectivity``) and, with ``sweep``, into
+    :class:`irlib.metrics.ThresholdSweep` for HSE over its default grid. ``keep`` lists image
+    indices whose probability maps are returned; ``out_dir`` saves every map in irlib.metrics'
+    predictions format.
+    """
+    from irlib.metrics import SirstMetrics, ThresholdSweep, hse
+
+    standard = SirstMetrics(threshold=threshold, **metric_options)
+    thresholds = ThresholdSweep() if sweep else None
+    samples: dict[str, np.ndarray] = {}
+    wanted = set(int(i) for i in keep)
 
     def scored() -> Iterator[tuple[str, np.ndarray]]:
-        for name, prob, mask in iter_predictions(model, dataset, normalize, device):
+        for i, (name, prob, mask) in enumerate(iter_predictions(model, dataset, normalize, device)):
             if mask is None:
                 raise IrlibInputError(f"evaluate_model: item {name!r} has no mask")
-            metrics.update(prob, mask, name=name)
+            standard.update(prob, mask, name=name)
+            if thresholds is not None:
+                thresholds.update(prob, mask, name=name)
+            if i in wanted:
+                samples[name] = prob
             yield name, prob
 
     if out_dir is None:
@@ -114,4 +150,11 @@ def evaluate_model(model: nn.Module, dataset: Any, normalize: Normalize, device:
             pass
     else:
         _save(out_dir, scored(), model, normalize)
-    return {k: float(v) for k, v in metrics.compute().items()}
+    metrics = {k: float(v) for k, v in standard.compute().items()}
+    curves = None
+    if thresholds is not None:
+        curves = thresholds.compute()
+        score = hse(curves)
+        metrics.update({"HSE": float(score.score), "HSE_pixel": float(score.pixel),
+                        "HSE_target": float(score.target)})
+    return Evaluation(metrics, curves, samples)

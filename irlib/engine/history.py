@@ -24,6 +24,12 @@ class History:
     rows: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
     global_step: int = 0
+    #: best-on-validation epoch (1-based) and its value of ``best_metric``; None without a val set
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_metric: str | None = None
+    #: the model's state at ``best_epoch`` (in memory only; ``best.pt`` holds it on disk)
+    best_state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(dict(row))
@@ -36,12 +42,14 @@ class History:
         return self.column("loss")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "completed": self.completed, "global_step": self.global_step}
+        return {"rows": self.rows, "completed": self.completed, "global_step": self.global_step,
+                "best_epoch": self.best_epoch, "best_value": self.best_value, "best_metric": self.best_metric}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
         return cls(rows=[dict(r) for r in d["rows"]], completed=bool(d["completed"]),
-                   global_step=int(d["global_step"]))
+                   global_step=int(d["global_step"]), best_epoch=d.get("best_epoch"),
+                   best_value=d.get("best_value"), best_metric=d.get("best_metric"))
 
     def to_json(self, path: str | os.PathLike, params: dict[str, Any] | None = None,
                 seed: int | None = None) -> None:

@@ -46,6 +46,22 @@ class SirstLoss(nn.Module):
         target = target.to(preds[0].dtype)
         return torch.stack([self.single(p, target) for p in preds]).mean()
 
+    def per_sample(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        """``(B,)``: the loss of each image on its own (mean over deep-supervision maps)."""
+        preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
+        return torch.stack([self([p[i:i + 1] for p in preds], target[i:i + 1])
+                            for i in range(target.shape[0])])
+
+    def weighted(self, pred: Pred, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weighted by ``weights`` ``(B,)``: ``sum(w * l) / sum(w)``."""
+        w = weights.reshape(-1).to(target.device, torch.float32)
+        if w.numel() != target.shape[0]:
+            raise IrlibInputError(f"loss weights: {w.numel()} weights for a batch of {target.shape[0]}")
+        if bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise IrlibInputError("loss weights must be >= 0 with a positive sum")
+        losses = self.per_sample(pred, target)
+        return (losses * w.to(losses.dtype)).sum() / w.sum().to(losses.dtype)
+
 
 class SoftIoULoss(SirstLoss):
     """Soft IoU loss on sigmoid probabilities, batch-global sums (DNANet / BasicIRSTD)."""
@@ -129,6 +145,28 @@ class EdgeOHEMBCELoss(SirstLoss):
         k = min(int(self.drop_ratio * loss.numel()), loss.numel() - 1)
         threshold = torch.kthvalue(loss.detach(), k + 1).values
         return loss[loss >= threshold].mean()
+
+
+class WarmupLoss(SirstLoss):
+    """``warmup`` for the first ``epochs`` epochs, then ``main``; the loop calls :meth:`set_epoch`."""
+
+    def __init__(self, main: SirstLoss, warmup: SirstLoss, epochs: int) -> None:
+        super().__init__()
+        self.main, self.warmup, self.epochs = main, warmup, int(epochs)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    @property
+    def active(self) -> SirstLoss:
+        return self.warmup if self.epoch < self.epochs else self.main
+
+    def forward(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        return self.active(pred, target)
+
+    def per_sample(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        return self.active.per_sample(pred, target)
 
 
 _LOSSES: dict[str, Callable[..., SirstLoss]] = {

@@ -17,7 +17,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from irlib.models.base import HostFeatures, HostOutput
-from irlib.models.layers import FCNHead, res_stage
+from irlib.models.layers import FCNHead, res_stage, set_reference_bn_momentum
 from irlib.models.registry import register_model
 from irlib.models.res_encoder import ResStageHost
 
@@ -51,10 +51,15 @@ class ACM(ResStageHost):
         layers: basic blocks per encoder stage (and per decoder level).
         channels: (stem width, stage 1, stage 2, stage 3) channels.
         reduction: channel reduction of the fusion attention branches.
+        bn_momentum: momentum of the stem, downsample, fusion and head BatchNorms. 0.9 is
+            BasicIRSTD's (its running statistics follow the latest batches); 0.1 is PyTorch's
+            usual average. Training is the same either way: it changes only the statistics that
+            evaluation uses.
     """
 
     def __init__(self, in_chans: int = 1, layers: Sequence[int] = (3, 3, 3),
-                 channels: Sequence[int] = (8, 16, 32, 64), reduction: int = 4) -> None:
+                 channels: Sequence[int] = (8, 16, 32, 64), reduction: int = 4,
+                 bn_momentum: float = 0.9) -> None:
         super().__init__(in_chans, layers, channels)
         c0, c1, c2, c3 = channels
         self.deconv2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)
@@ -64,6 +69,7 @@ class ACM(ResStageHost):
         self.fuse1 = AsymBiFusion(c1, reduction)
         self.uplayer1 = res_stage(c1, c1, layers[0])
         self.head = FCNHead(c1, 1)
+        set_reference_bn_momentum(self, bn_momentum)
 
     def decode(self, feats: HostFeatures, size: Sequence[int]) -> HostOutput:
         c1, c2 = feats.stages

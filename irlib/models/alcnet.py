@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from irlib.models.base import HostFeatures, HostOutput
-from irlib.models.layers import FCNHead, res_stage
+from irlib.models.layers import FCNHead, res_stage, set_reference_bn_momentum
 from irlib.models.registry import register_model
 from irlib.models.res_encoder import ResStageHost
 
@@ -93,11 +93,13 @@ class ALCNet(ResStageHost):
         shifts: local contrast shifts in input pixels (divided by each level's stride).
         decoder_blocks: basic blocks after each fusion (BasicIRSTD declares 4; 0 removes them).
         reduction: channel reduction of the BLAM attention (the released model uses 1).
+        bn_momentum: momentum of every BatchNorm outside the residual blocks (BasicIRSTD's 0.9;
+            see :class:`irlib.models.acm.ACM`).
     """
 
     def __init__(self, in_chans: int = 1, layers: Sequence[int] = (4, 4, 4),
                  channels: Sequence[int] = (8, 16, 32, 64), shifts: Sequence[int] = (13, 17),
-                 decoder_blocks: int = 4, reduction: int = 1) -> None:
+                 decoder_blocks: int = 4, reduction: int = 1, bn_momentum: float = 0.9) -> None:
         super().__init__(in_chans, layers, channels)
         c0, c1, c2, c3 = channels
         self.lcm1, self.lcm2, self.lcm3 = (CyclicLocalContrast([round(s / stride) for s in shifts])
@@ -110,6 +112,7 @@ class ALCNet(ResStageHost):
         self.uplayer1 = res_stage(c1, c1, decoder_blocks) if decoder_blocks else nn.Identity()
         self.deconv0 = nn.ConvTranspose2d(c1, c0, 4, 2, 1)
         self.head = FCNHead(c0, 1)
+        set_reference_bn_momentum(self, bn_momentum)
 
     def decode(self, feats: HostFeatures, size: Sequence[int]) -> HostOutput:
         c1, c2 = feats.stages

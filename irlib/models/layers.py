@@ -35,6 +35,17 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+def set_reference_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Set ``momentum`` on every BatchNorm of ``model`` except the two inside each
+    :class:`BasicBlock`: BasicIRSTD's ACM/ALCNet pass ``momentum=0.9`` to their stem, downsample,
+    fusion and head norms (MXNet's default, copied literally: in PyTorch it makes the running
+    statistics follow the latest batches) while torchvision's BasicBlock keeps 0.1."""
+    inside = {id(m) for blk in model.modules() if isinstance(blk, BasicBlock) for m in (blk.bn1, blk.bn2)}
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and id(m) not in inside:
+            m.momentum = momentum
+
+
 def res_stage(in_ch: int, out_ch: int, blocks: int, stride: int = 1) -> nn.Sequential:
     """``blocks`` basic blocks; the first one changes channels / stride."""
     return nn.Sequential(BasicBlock(in_ch, out_ch, stride),

@@ -122,7 +122,7 @@ def save_host(model: nn.Module, path: str | os.PathLike, name: str | None = None
     kwargs = dict(kwargs if kwargs is not None else getattr(model, "model_kwargs", {}))
     from irlib import __version__
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buf = io.BytesIO()
     torch.save({"model": str(name).lower(), "kwargs": kwargs, "state_dict": state,
                 "irlib_version": __version__}, buf)

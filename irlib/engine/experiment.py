@@ -1,0 +1,233 @@
+"""The experiment layer every method shares: data under a recipe, one training run, its
+evaluation, results files with provenance, summaries over seeds.
+
+A method package (FDEP, SimIR, point supervision) supplies only its model and its objective;
+:func:`run_training` trains it with :func:`irlib.engine.fit` under a :class:`Recipe` and scores
+the deployed model on the test split at native resolution, last epoch (and, separately labelled,
+the best-on-validation epoch when a validation split was held out of the training images).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from irlib.data import open_dataset, reference_normalization
+from irlib.data.stats import dataset_stats
+from irlib.data.torchdata import SirstTorchDataset
+from irlib.data.transforms import JointAugment
+from irlib.engine.evaluate import Evaluation, evaluate_model
+from irlib.engine.history import History
+from irlib.engine.normalize import Normalize
+from irlib.engine.objective import Objective
+from irlib.engine.recipes import Recipe
+from irlib.engine.trainer import Hook, fit
+from irlib.errors import IrlibInputError
+from irlib.repro import atomic_write_bytes, run_metadata, write_json
+
+
+@dataclass
+class DataSettings:
+    """Where the data come from (the recipe decides how they are cropped and normalised).
+
+    ``val_fraction`` > 0 holds that share of the training images out as a validation split
+    (a fixed permutation drawn from ``val_seed``, the same for every run seed); it is used only to
+    choose the best epoch, never the test split. ``max_*_images`` take the first N images
+    (smoke runs). ``on_size_mismatch`` is passed to the reader (NUAA-SIRST ``Misc_111``).
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    val_fraction: float = 0.0
+    val_seed: int = 0
+    max_train_images: int | None = None
+    max_test_images: int | None = None
+    synthetic_train: int = 512
+    synthetic_test: int = 128
+    synthetic_size: int = 256
+    on_size_mismatch: str = "resize_mask"
+
+
+@dataclass
+class ExperimentData:
+    """Training set (random crops), optional validation and the test set (native images) and
+    the host normalisation."""
+
+    train: SirstTorchDataset
+    test: Sequence
+    normalize: Normalize
+    label: str
+    val: Sequence | None = None
+    normalization: str = ""
+
+
+def _first(ds: Sequence, n: int | None) -> Sequence:
+    if n is None or n >= len(ds):
+        return ds
+    return torch.utils.data.Subset(ds, range(n))
+
+
+def open_splits(settings: DataSettings) -> tuple[Sequence, Sequence]:
+    """The (train, test) image sequences of ``settings``."""
+    if settings.dataset.lower() == "synthetic":
+        size = settings.synthetic_size
+        train = open_dataset("synthetic", "train", num_images=settings.synthetic_train, size=size)
+        test = open_dataset("synthetic", "test", num_images=settings.synthetic_test, size=size)
+        return train, test
+    kw = {"root": settings.root, "on_size_mismatch": settings.on_size_mismatch}
+    train = _first(open_dataset(settings.dataset, settings.train_split, **kw), settings.max_train_images)
+    test = _first(open_dataset(settings.dataset, settings.test_split, **kw), settings.max_test_images)
+    return train, test
+
+
+def recipe_normalize(recipe: Recipe, dataset: str, train: Sequence) -> tuple[Normalize, str]:
+    """The host normalisation a recipe asks for, and a sentence saying which it is."""
+    if recipe.normalization == "reference":
+        mean, std = reference_normalization(dataset)
+        return Normalize(mean, std), f"BasicIRSTD constants for {dataset} ({255 * mean:.5g} / {255 * std:.5g} of 255)"
+    stats = dataset_stats(train)
+    return Normalize.from_stats(stats), (f"measured on the {len(train)} training images "
+                                         f"({255 * stats.image_mean_avg:.5g} / {255 * stats.image_std_avg:.5g} of 255)")
+
+
+def train_augment(recipe: Recipe, normalize: Normalize) -> JointAugment:
+    """The recipe's crop and flips; ``pad="mean"`` pads raw images with the normalisation mean."""
+    pad = float(normalize.mean.flatten()[0]) if recipe.pad == "mean" else 0.0
+    return JointAugment(recipe.crop_size, hflip=recipe.hflip, vflip=recipe.vflip, transpose=recipe.transpose,
+                        image_pad=pad, pos_prob=recipe.pos_prob)
+
+
+def load_data(settings: DataSettings, recipe: Recipe, seed: int = 0) -> ExperimentData:
+    """Open the splits, hold out the validation images, normalise and crop as ``recipe`` says.
+
+    The training crops and flips are drawn from ``seed`` (the run's seed), so runs with
+    different seeds see different augmentations.
+    """
+    train, test = open_splits(settings)
+    val = None
+    if settings.val_fraction > 0:
+        if not 0 < settings.val_fraction < 1:
+            raise IrlibInputError(f"val_fraction must be in [0, 1), got {settings.val_fraction}")
+        order = np.random.default_rng(settings.val_seed).permutation(len(train))
+        n_val = max(1, int(round(settings.val_fraction * len(train))))
+        val = torch.utils.data.Subset(train, sorted(order[:n_val].tolist()))
+        train = torch.utils.data.Subset(train, sorted(order[n_val:].tolist()))
+    normalize, how = recipe_normalize(recipe, settings.dataset, train)
+    label = f"{settings.dataset} ({len(train)} train / {len(val) if val is not None else 0} val / {len(test)} test images)"
+    crops = SirstTorchDataset(train, train=True, crop_size=recipe.crop_size, seed=seed,
+                              augment=train_augment(recipe, normalize))
+    return ExperimentData(crops, test, normalize, label, val, how)
+
+
+@dataclass
+class RunResult:
+    """One trained model: its results row, history, evaluation (last epoch) and, when a
+    validation split was used, the evaluation of the best-on-validation epoch."""
+
+    variant: str
+    seed: int
+    row: dict[str, Any]
+    history: History
+    evaluation: Evaluation
+    deployed: nn.Module
+    best: Evaluation | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed: int, variant: str = "baseline",
+                 objective: Objective | None = None, deploy: Callable[[nn.Module], nn.Module] | None = None,
+                 eval_every: int = 0, device: str = "auto", keep: Sequence[int] = (0, 1, 2, 3),
+                 checkpoint_dir: str | Path | None = None, resume: bool = False, hooks: Sequence[Hook] = (),
+                 progress: bool = True, row: dict[str, Any] | None = None,
+                 channels_last: bool = False) -> RunResult:
+    """Train ``model`` with ``recipe`` and score ``deploy(model)`` on the test split.
+
+    ``eval_every`` > 0 also scores the test split every that many epochs into the history as
+    ``eval_*`` columns: a monitoring curve, never used to choose anything. The reported result
+    is the last epoch; with a validation split the best-on-validation epoch is scored too and
+    reported under ``best_val_*`` columns.
+    """
+    deploy = deploy or (lambda m: m)
+
+    def eval_fn(m: nn.Module, ds: Any) -> dict[str, float]:
+        return evaluate_model(deploy(m), ds, data.normalize, device, sweep=True).row()
+
+    t0 = time.perf_counter()
+    history = fit(model, data.train, recipe, normalize=data.normalize, objective=objective, device=device,
+                  seed=seed, progress=progress, eval_set=data.test if eval_every else None,
+                  eval_every=eval_every or 1, eval_fn=eval_fn, val_set=data.val, val_metric="IoU",
+                  checkpoint_dir=checkpoint_dir, resume=resume, hooks=hooks, channels_last=channels_last)
+    train_time = time.perf_counter() - t0
+    deployed = deploy(model).eval()
+    evaluation = evaluate_model(deployed, data.test, data.normalize, device, sweep=True, keep=keep)
+    out = {**(row or {}), "variant": variant, "seed": seed, "recipe": recipe.name, "epochs": recipe.epochs,
+           "epoch_reported": "last", **evaluation.row(), "final_loss": history.rows[-1].get("loss"),
+           "train_time_s": round(train_time, 1), "deviations": ", ".join(f"{k}={v}" for k, v in
+                                                                          recipe.deviations.items()) or "none"}
+    best = None
+    if history.best_state is not None:
+        last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(history.best_state, strict=False)
+        best = evaluate_model(deploy(model).eval(), data.test, data.normalize, device, sweep=True)
+        model.load_state_dict(last_state)
+        out.update({"best_val_epoch": history.best_epoch,
+                    **{f"best_val_{k}": v for k, v in best.row().items()}})
+    return RunResult(variant, seed, out, history, evaluation, deployed, best)
+
+
+def escape_epoch(losses: Sequence[float], level: float = 0.95) -> int | None:
+    """First epoch (1-based) whose mean training loss is below ``level``: when a SoftIoU run
+    leaves its initial plateau near 1. ``None`` if it never does."""
+    for i, v in enumerate(losses):
+        if v is not None and v < level:
+            return i + 1
+    return None
+
+
+def provenance(params: dict[str, Any], recipe: Recipe | None = None, seeds: Any = None) -> dict[str, Any]:
+    """Parameters, recipe (name and content), seeds, versions and commit. Take it before training
+    so it names the code that ran."""
+    meta = run_metadata(params, seed=seeds)
+    if recipe is not None:
+        meta["recipe"] = recipe.to_dict()
+    return meta
+
+
+def summarize(table: Any, by: str = "variant",
+              cols: Sequence[str] = ("IoU", "nIoU", "Pd", "Fa_1e-6", "HSE")) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds of each group's metrics."""
+    out = []
+    for key, group in table.groupby(by, sort=False):
+        row: dict[str, Any] = {by: key, "seeds": len(group)}
+        for c in cols:
+            if c in group:
+                row[c] = float(group[c].mean())
+                row[f"{c}_std"] = float(group[c].std(ddof=1)) if len(group) > 1 else None
+        out.append(row)
+    return out
+
+
+def write_results(stem: str, runs: Sequence[RunResult], out_dir: str | Path,
+                  metadata: dict[str, Any]) -> dict[str, Path]:
+    """``<stem>.csv`` (one row per run) and ``<stem>.json`` (rows, summary over seeds, per-epoch
+    histories, provenance) in ``out_dir``, written atomically."""
+    import pandas as pd
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([r.row for r in runs])
+    csv_path = out / f"{stem}.csv"
+    atomic_write_bytes(csv_path, table.to_csv(index=False, float_format="%.6g").encode())
+    json_path = out / f"{stem}.json"
+    write_json(json_path, {"results": table.to_dict(orient="records"), "summary": summarize(table),
+                           "histories": {f"{r.variant}_seed{r.seed}": r.history.rows for r in runs},
+                           "metadata": metadata})
+    return {"csv": csv_path, "json": json_path}
