@@ -261,8 +261,7 @@ def test_short_training_run_loss_falls(tmp_path: Path) -> None:
 
 def test_training_a_registered_host_on_synthetic_data() -> None:
     """The real pieces together: SyntheticSirst -> SirstTorchDataset -> U-Net -> fit."""
-    data = pytest.importorskip("irlib.data")
-    models = pytest.importorskip("irlib.models")
+    from irlib import data, models
     from irlib.data.torchdata import SirstTorchDataset
 
     base = data.SyntheticSirst(4, size=64, seed=0)
@@ -330,7 +329,7 @@ def test_evaluate_model_matches_metrics_on_predict(tmp_path: Path) -> None:
     from irlib.metrics import evaluate
 
     ds, model = ToyDataset(n=3), toy_net(0)
-    result = evaluate_model(model, ds, NORM, device="cpu", out_dir=tmp_path)
+    result = evaluate_model(model, ds, NORM, device="cpu", out_dir=tmp_path).metrics
     assert {"IoU", "nIoU", "Pd", "Fa"} <= set(result)
     probs = predict(model, ds, NORM, device="cpu")
     masks = [ds[i]["mask"][0].numpy() > 0.5 for i in range(len(ds))]

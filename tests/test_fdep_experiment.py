@@ -12,8 +12,11 @@ def test_profile_defaults_and_overrides() -> None:
     smoke = fx.make_config("smoke")
     assert (smoke.profile, smoke.epochs, smoke.crop_size) == ("smoke", 2, 64)
     cfg = fx.make_config("paper", epochs=None, batch_size=4, seeds=3)
-    assert cfg.epochs == 400 and cfg.batch_size == 4 and cfg.seeds == [3]
-    assert cfg.lr == 1e-3 and cfg.crop_size == 256
+    recipe = cfg.training_recipe()
+    assert cfg.recipe == "fdep_authors" and cfg.seeds == [3]
+    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.crop_size) == (400, 4, 1e-3, 256)
+    demo = fx.make_config("demo").training_recipe()
+    assert (demo.name, demo.batch_size, demo.crop_size, demo.pad) == ("cpu_demo", 4, 128, "zero")
 
 
 def test_unknown_setting_and_profile_are_refused() -> None:

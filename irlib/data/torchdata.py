@@ -1,7 +1,8 @@
 """``SirstTorchDataset``: any irlib dataset as a torch ``Dataset`` of dicts, seeded augmentation.
 
-Train mode: random crop to ``crop_size`` (zero padding when the image is smaller) plus random
-flips/transpose (:class:`irlib.data.transforms.JointAugment`). The random draws for item ``i``
+Train mode: random crop to ``crop_size`` plus random flips/transpose
+(:class:`irlib.data.transforms.JointAugment`; the default pads images smaller than the crop with 0;
+the experiment layer passes the recipe's padding value and target-biased crop rule). The random draws for item ``i``
 come from ``numpy.random.default_rng([seed, epoch, i])``, so an epoch's batches are the same for
 any number of DataLoader workers; call :meth:`SirstTorchDataset.set_epoch` before each epoch
 (with ``persistent_workers=True`` the workers keep the epoch they were started with, so do not
@@ -11,6 +12,7 @@ combine the two). Eval mode returns the native image unchanged; batch it with ba
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -45,6 +47,12 @@ class SirstTorchDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose augmentation draws ``__getitem__`` makes."""
         self.epoch = int(epoch)
+
+    def with_seed(self, seed: int) -> "SirstTorchDataset":
+        """The same dataset whose augmentation draws come from ``seed`` (a run's seed)."""
+        out = copy.copy(self)
+        out.seed, out.epoch = int(seed), 0
+        return out
 
     def rng_for(self, index: int) -> np.random.Generator:
         """The generator that drives the augmentation of ``index`` in the current epoch."""

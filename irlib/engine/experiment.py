@@ -141,6 +141,16 @@ class RunResult:
     best: Evaluation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def curves(self) -> Any:
+        """Threshold-sweep curves of the reported (last-epoch) model."""
+        return self.evaluation.curves
+
+    @property
+    def samples(self) -> dict[str, np.ndarray]:
+        """Probability maps kept for figures, by image name."""
+        return self.evaluation.samples
+
 
 def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed: int, variant: str = "baseline",
                  objective: Objective | None = None, deploy: Callable[[nn.Module], nn.Module] | None = None,
