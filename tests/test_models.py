@@ -176,7 +176,7 @@ def test_save_load_roundtrip(tmp_path, name, kwargs):
         assert torch.equal(loaded(x), ref)
     # a bare state_dict loads through create_model with the same kwargs
     torch.save(host.state_dict(), tmp_path / "bare.pt")
-    bare = create_model(name, pretrained_path=tmp_path / "bare.pt", **kwargs).eval()
+    bare = create_model(name, weights=tmp_path / "bare.pt", **kwargs).eval()
     with torch.no_grad():
         assert torch.equal(bare(x), ref)
 
@@ -185,9 +185,9 @@ def test_checkpoint_errors(tmp_path):
     host = create_model("unet", base_width=4)
     path = save_host(host, tmp_path / "u.pt")
     with pytest.raises(IrlibInputError, match="holds model 'unet'"):
-        create_model("acm", pretrained_path=path)
+        create_model("acm", weights=path)
     with pytest.raises(IrlibInputError, match="does not fit"):
-        create_model("unet", pretrained_path=path, base_width=8)
+        create_model("unet", weights=path, base_width=8)
     with pytest.raises(IrlibInputError, match="not found"):
         load_host(tmp_path / "missing.pt")
     torch.save(host.state_dict(), tmp_path / "bare.pt")
@@ -208,3 +208,22 @@ def test_register_model_rejects_a_second_owner():
     with pytest.raises(ValueError, match="already registered"):
         register_model(acm)
     assert "acm" in list_models()
+
+
+def test_topdown_gate_spread_collapses_at_batch_two() -> None:
+    """At batch 2 BatchNorm after global pooling sees two values per channel: the gate depends on
+    the partner image. The running statistics are left untouched."""
+    from irlib.models import create_model
+    from irlib.models.diagnostics import topdown_gate_spread
+
+    torch.manual_seed(0)
+    model = create_model("acm").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(6, 1, 64, 64) * torch.linspace(0.5, 2.0, 6)[:, None, None, None]
+    rows = topdown_gate_spread(model, x, batch_sizes=(2, 6), trials=4)
+    by = {(r["module"], r["batch_size"]): r for r in rows}
+    assert set(by) == {("fuse1.topdown", 2), ("fuse2.topdown", 2), ("fuse1.topdown", 6), ("fuse2.topdown", 6)}
+    assert by[("fuse2.topdown", 2)]["spread"] > by[("fuse2.topdown", 6)]["spread"]
+    assert by[("fuse2.topdown", 6)]["spread"] < 1e-6  # batch = all images: nothing left to vary
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -297,3 +297,15 @@ def test_faithful_recipe_on_a_tiny_real_like_run_is_deterministic() -> None:
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
     assert math.isfinite(runs[0][0][-1])
+
+
+def test_reference_log_comparison_uses_ten_epoch_means() -> None:
+    from irlib.engine.reference import compare_losses, reference_log, ten_epoch_means
+
+    losses = [1.0] * 10 + [0.5] * 10
+    assert ten_epoch_means(losses) == {10: 1.0, 20: 0.5}
+    log = reference_log("nuaa-sirst", "ACM")
+    assert log is not None and log.loss[400] == pytest.approx(0.329325) and log.IoU == 69.44
+    rows = compare_losses([0.9] * 60, log)
+    assert [r["epoch"] for r in rows] == [50] and rows[0]["difference"] == pytest.approx(0.9 - 0.993371)
+    assert reference_log("IRSTD-1K", "acm") is None

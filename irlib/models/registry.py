@@ -4,7 +4,7 @@ A host checkpoint written by :func:`save_host` is a ``torch.save`` file holding:
 
     {"model": "<registered name>", "kwargs": {...}, "state_dict": {...}, "irlib_version": "..."}
 
-so ``load_host(path)`` (or ``create_model(name, pretrained_path=path)``) rebuilds the same network
+so ``load_host(path)`` (or ``create_model(name, weights=path)``) rebuilds the same network
 with no other code. A bare ``state_dict`` file is accepted by ``create_model`` too.
 """
 
@@ -85,26 +85,27 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     return model
 
 
-def create_model(name: str, pretrained_path: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
-    """Build the registered host ``name`` with ``kwargs``; load ``pretrained_path`` when given.
+def create_model(name: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """Build the registered host ``name`` with ``kwargs``; load the file ``weights`` when given
+    (``None``: PyTorch's initialisation). Same signature as :func:`irlib.vfm.create_encoder`.
 
     When the file is a :func:`save_host` checkpoint of the same model, its stored constructor
     kwargs are used, overridden by the ones passed here.
     """
     entry = _entrypoint(name)
-    if pretrained_path is not None:
-        obj = _read_checkpoint(pretrained_path)
+    if weights is not None:
+        obj = _read_checkpoint(weights)
         stored = obj.get("model")
         if isinstance(stored, str) and isinstance(obj.get("state_dict"), dict):
             if stored.lower() != str(name).lower():
-                raise IrlibInputError(f"checkpoint {pretrained_path} holds model {stored!r}, not {name!r}; "
-                                      f"use load_host({str(pretrained_path)!r}) or create_model({stored!r}, ...)")
+                raise IrlibInputError(f"checkpoint {weights} holds model {stored!r}, not {name!r}; "
+                                      f"use load_host({str(weights)!r}) or create_model({stored!r}, ...)")
             kwargs = {**dict(obj.get("kwargs") or {}), **kwargs}
     model = entry(**kwargs)
     model.model_name = str(name).lower()
     model.model_kwargs = dict(kwargs)
-    if pretrained_path is not None:
-        load_weights(model, pretrained_path)
+    if weights is not None:
+        load_weights(model, weights)
     return model
 
 
@@ -136,5 +137,5 @@ def load_host(path: str | os.PathLike, **overrides: Any) -> nn.Module:
     name = obj.get("model")
     if not isinstance(name, str) or not isinstance(obj.get("state_dict"), dict):
         raise IrlibInputError(f"{path} is a bare state_dict without the model name; use "
-                              "create_model(name, pretrained_path=path) instead")
-    return create_model(name, pretrained_path=path, **overrides)
+                              "create_model(name, weights=path) instead")
+    return create_model(name, weights=path, **overrides)
