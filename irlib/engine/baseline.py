@@ -23,15 +23,19 @@ import torch
 
 from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, provenance, run_training,
                                      write_results)
-from irlib.engine.recipes import Recipe, get_recipe
+from irlib.engine.recipes import RECIPES, Recipe, get_recipe
 from irlib.engine.trainer import PrintEvery
 from irlib.models import count_params, create_model, save_host
 
 
 def baseline_stem(dataset: str, host: str, recipe: Recipe, seed: int) -> str:
-    dev = "".join(f"_{k}{v}" for k, v in (("prior", recipe.head_prior),
-                                          ("bcewarm", recipe.warmup_loss_epochs if recipe.warmup_loss else None))
-                  if v is not None)
+    """``<dataset>_<host>_<recipe>[_ep<epochs>][_prior<p>][_bcewarm<k>]_seed<seed>``; the epochs
+    appear when they differ from the named recipe's, so short runs never overwrite full ones."""
+    named = RECIPES.get(recipe.name)
+    parts = [("ep", recipe.epochs if named is None or named.epochs != recipe.epochs else None),
+             ("prior", recipe.head_prior),
+             ("bcewarm", recipe.warmup_loss_epochs if recipe.warmup_loss else None)]
+    dev = "".join(f"_{k}{v}" for k, v in parts if v is not None)
     return f"{dataset}_{host}_{recipe.name}{dev}_seed{seed}".replace("/", "-")
 
 
@@ -102,3 +106,68 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ----------------------------------------------------------------------------- reports
+def load_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """Every run written by :func:`train_baseline` in ``folder``: its results row plus
+    ``losses`` (per epoch) and ``history`` (rows)."""
+    import json
+
+    runs = []
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        if "results" not in data or "histories" not in data:
+            continue
+        for row, (key, rows) in zip(data["results"], data["histories"].items()):
+            runs.append({**row, "file": path.name, "history": rows, "losses": [r["loss"] for r in rows]})
+    return runs
+
+
+def final_table(runs: Sequence[dict[str, Any]]) -> Any:
+    """Last-epoch test metrics per run, next to BasicIRSTD's published run of the same host."""
+    import pandas as pd
+
+    from irlib.engine.reference import reference_log
+
+    rows = []
+    for r in runs:
+        log = reference_log(r["dataset"], r["host"])
+        rows.append({"dataset": r["dataset"], "host": r["host"], "recipe": r["recipe"], "deviations": r["deviations"],
+                     "seed": r["seed"], "epochs": r["epochs"], "IoU": r["IoU"], "nIoU": r["nIoU"], "Pd": r["Pd"],
+                     "Fa_1e-6": r["Fa_1e-6"], "HSE": r.get("HSE"), "final_loss": r["final_loss"],
+                     "escape_epoch": r.get("escape_epoch"), "train_time_s": r["train_time_s"],
+                     "published_IoU": log.IoU if log else None, "published_Pd": log.Pd if log else None,
+                     "published_Fa_1e-6": log.Fa_1e6 if log else None})
+    return pd.DataFrame(rows)
+
+
+def loss_table(runs: Sequence[dict[str, Any]]) -> Any:
+    """Training loss (10-epoch means, as BasicIRSTD prints) at epochs 50..400 next to the
+    published log, one row per run and epoch."""
+    import pandas as pd
+
+    from irlib.engine.reference import compare_losses, reference_log
+
+    rows = []
+    for r in runs:
+        log = reference_log(r["dataset"], r["host"])
+        if log is None:
+            continue
+        for c in compare_losses(r["losses"], log):
+            rows.append({"host": r["host"], "recipe": r["recipe"], "deviations": r["deviations"], "seed": r["seed"], **c})
+    return pd.DataFrame(rows)
+
+
+def plot_runs(runs: Sequence[dict[str, Any]], dataset: str, host: str) -> Any:
+    """Loss curves of the runs of ``host`` on ``dataset`` against BasicIRSTD's published log."""
+    from irlib.engine.reference import plot_against_reference, reference_log
+
+    log = reference_log(dataset, host)
+    if log is None:
+        raise ValueError(f"no published BasicIRSTD log for {host} on {dataset}")
+    chosen = [r for r in runs if r["dataset"] == dataset and r["host"] == host]
+    curves = [(f"irlib {r['recipe']} seed {r['seed']}" + ("" if r["deviations"] == "none" else f" ({r['deviations']})")
+               + f": IoU {r['IoU']:.1f} after {r['epochs']} ep", r["losses"]) for r in chosen]
+    return plot_against_reference(curves, log, f"{host.upper()} on {dataset}, BasicIRSTD protocol "
+                                                f"(published IoU {log.IoU:.2f}); CPU runs with irlib")
