@@ -309,3 +309,13 @@ def test_reference_log_comparison_uses_ten_epoch_means() -> None:
     rows = compare_losses([0.9] * 60, log)
     assert [r["epoch"] for r in rows] == [50] and rows[0]["difference"] == pytest.approx(0.9 - 0.993371)
     assert reference_log("IRSTD-1K", "acm") is None
+
+
+def test_stop_after_escape_ends_the_run_early() -> None:
+    from irlib.engine.trainer import StopAfterEscape
+
+    stop = StopAfterEscape(level=0.95, extra=1)
+    hist = fit(toy_net(0), ToyDataset(n=8), epochs=30, batch_size=4, hooks=[stop], **{**KW, "lr": 2e-2})
+    assert stop.escaped_at is not None and len(hist.rows) == stop.escaped_at + 1
+    assert hist.stopped_early and not hist.completed
+    assert hist.losses[stop.escaped_at - 1] < 0.95 <= min(hist.losses[:stop.escaped_at - 1] + [1.0])

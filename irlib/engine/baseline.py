@@ -24,7 +24,7 @@ import torch
 from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, provenance, run_training,
                                      write_results)
 from irlib.engine.recipes import RECIPES, Recipe, get_recipe
-from irlib.engine.trainer import PrintEvery
+from irlib.engine.trainer import PrintEvery, StopAfterEscape
 from irlib.models import count_params, create_model, save_host
 
 
@@ -42,22 +42,26 @@ def baseline_stem(dataset: str, host: str, recipe: Recipe, seed: int) -> str:
 def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int, out_dir: str | Path | None = None,
                    eval_every: int = 0, device: str = "auto", checkpoint_dir: str | Path | None = None,
                    resume: bool = False, save_weights: bool = False, progress: bool = True,
-                   host_kwargs: dict[str, Any] | None = None, channels_last: bool = False) -> RunResult:
+                   host_kwargs: dict[str, Any] | None = None, channels_last: bool = False,
+                   stop_after_escape: int | None = None) -> RunResult:
     """Train ``create_model(host)`` (initialised from ``seed``) with ``recipe`` on ``settings``'s
     data; score the last epoch on the test split; write the results when ``out_dir`` is given."""
     meta = provenance({"host": host, "host_kwargs": host_kwargs or {}, "data": vars(settings),
-                       "eval_every": eval_every, "device": device,
+                       "eval_every": eval_every, "device": device, "stop_after_escape": stop_after_escape,
                        "channels_last": channels_last}, recipe, seed)
     data = load_data(settings, recipe, seed)
     torch.manual_seed(seed)
     model = create_model(host, **(host_kwargs or {}))
     row = {"dataset": settings.dataset, "host": host, "params": count_params(model),
            "normalization": data.normalization}
-    hooks = [] if progress else [PrintEvery(10)]
+    hooks: list = [] if progress else [PrintEvery(10)]
+    if stop_after_escape is not None:
+        hooks.append(StopAfterEscape(extra=stop_after_escape))
     result = run_training(model, data, recipe, seed=seed, eval_every=eval_every, device=device,
                           checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, row=row, hooks=hooks,
                           channels_last=channels_last)
     result.row["escape_epoch"] = escape_epoch(result.history.losses)
+    result.row["epochs_run"] = len(result.history.rows)
     if out_dir is not None:
         stem = baseline_stem(settings.dataset, host, recipe, seed)
         meta["data_label"] = data.label
@@ -86,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="auto")
     p.add_argument("--save-weights", action="store_true")
+    p.add_argument("--stop-after-escape", type=int, default=None, metavar="N",
+                   help="seed-sensitivity runs: stop N epochs after the loss first falls below 0.95")
     p.add_argument("--channels-last", action="store_true", help="faster CPU convolutions (same arithmetic)")
     args = p.parse_args(argv)
     if args.threads:
@@ -99,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for seed in args.seed:
         ckpt = Path(args.checkpoints) / baseline_stem(args.dataset, args.host, recipe, seed) if args.checkpoints else None
         r = train_baseline(args.host, settings, recipe, seed, args.out, args.eval_every, args.device, ckpt,
-                           args.resume, args.save_weights, progress=False, channels_last=args.channels_last)
+                           args.resume, args.save_weights, progress=False, channels_last=args.channels_last,
+                           stop_after_escape=args.stop_after_escape)
         print({k: r.row[k] for k in ("host", "recipe", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "final_loss",
                                      "escape_epoch", "train_time_s")}, flush=True)
 

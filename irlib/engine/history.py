@@ -24,6 +24,7 @@ class History:
     rows: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
     global_step: int = 0
+    stopped_early: bool = False
     #: best-on-validation epoch (1-based) and its value of ``best_metric``; None without a val set
     best_epoch: int | None = None
     best_value: float | None = None
@@ -43,13 +44,15 @@ class History:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "completed": self.completed, "global_step": self.global_step,
-                "best_epoch": self.best_epoch, "best_value": self.best_value, "best_metric": self.best_metric}
+                "best_epoch": self.best_epoch, "best_value": self.best_value, "best_metric": self.best_metric,
+                "stopped_early": self.stopped_early}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
         return cls(rows=[dict(r) for r in d["rows"]], completed=bool(d["completed"]),
                    global_step=int(d["global_step"]), best_epoch=d.get("best_epoch"),
-                   best_value=d.get("best_value"), best_metric=d.get("best_metric"))
+                   best_value=d.get("best_value"), best_metric=d.get("best_metric"),
+                   stopped_early=bool(d.get("stopped_early", False)))
 
     def to_json(self, path: str | os.PathLike, params: dict[str, Any] | None = None,
                 seed: int | None = None) -> None:

@@ -61,6 +61,7 @@ class EpochContext:
     epochs: int
     history: History
     row: dict[str, Any] = field(default_factory=dict)
+    stop: bool = False              # a hook sets it at on_epoch_end to end training after this epoch
 
 
 class Hook:
@@ -84,6 +85,22 @@ class PrintEvery(Hook):
         if (ctx.epoch + 1) % self.every == 0 or ctx.epoch + 1 == ctx.epochs or any(k.startswith("eval_") for k in ctx.row):
             text = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in ctx.row.items())
             print(text, flush=True)
+
+
+class StopAfterEscape(Hook):
+    """End training ``extra`` epochs after the epoch loss first falls below ``level``: the
+    seed-sensitivity runs only need the epoch at which a run leaves its initial plateau."""
+
+    def __init__(self, level: float = 0.95, extra: int = 0) -> None:
+        self.level, self.extra = level, int(extra)
+        self.escaped_at: int | None = None
+
+    def on_epoch_end(self, ctx: EpochContext) -> None:
+        loss = ctx.row.get("loss")
+        if self.escaped_at is None and loss is not None and loss < self.level:
+            self.escaped_at = ctx.epoch + 1
+        if self.escaped_at is not None and ctx.epoch + 1 >= self.escaped_at + self.extra:
+            ctx.stop = True
 
 
 @dataclass
@@ -356,6 +373,10 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         pos = _Position(epoch=epoch + 1, global_step=pos.global_step)
         history.global_step = pos.global_step
         history.completed = epoch + 1 == recipe.epochs
+        if ctx.stop:
+            history.completed, history.stopped_early = False, True
+            ckpt.save(model, optimizer, sched, pos, history, write_history=True)
+            return history
         ckpt.save(model, optimizer, sched, pos, history, write_history=True)
     history.completed = True
     return history
@@ -373,5 +394,5 @@ def _track_best(history: History, model: nn.Module, epoch: int, metric: str, sco
     return False
 
 
-__all__ = ["EpochContext", "Hook", "PrintEvery", "NonFiniteLossError", "epoch_batches", "epoch_order", "fit",
+__all__ = ["EpochContext", "Hook", "PrintEvery", "StopAfterEscape", "NonFiniteLossError", "epoch_batches", "epoch_order", "fit",
            "resolve_device", "to_device"]
