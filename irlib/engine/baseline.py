@@ -93,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--stop-after-escape", type=int, default=None, metavar="N",
                    help="seed-sensitivity runs: stop N epochs after the loss first falls below 0.95")
     p.add_argument("--channels-last", action="store_true", help="faster CPU convolutions (same arithmetic)")
+    p.add_argument("--report", default=None, metavar="FOLDER",
+                   help="train nothing: write the tables and figures of the runs in FOLDER into FOLDER")
     args = p.parse_args(argv)
+    if args.report:
+        for path in write_report(args.report).values():
+            print(path)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     changes = {"epochs": args.epochs, "head_prior": args.head_prior}
@@ -110,9 +116,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print({k: r.row[k] for k in ("host", "recipe", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "final_loss",
                                      "escape_epoch", "train_time_s")}, flush=True)
 
-
-if __name__ == "__main__":
-    main()
 
 
 # ----------------------------------------------------------------------------- reports
@@ -143,9 +146,32 @@ def final_table(runs: Sequence[dict[str, Any]]) -> Any:
         rows.append({"dataset": r["dataset"], "host": r["host"], "recipe": r["recipe"], "deviations": r["deviations"],
                      "seed": r["seed"], "epochs": r["epochs"], "IoU": r["IoU"], "nIoU": r["nIoU"], "Pd": r["Pd"],
                      "Fa_1e-6": r["Fa_1e-6"], "HSE": r.get("HSE"), "final_loss": r["final_loss"],
-                     "escape_epoch": r.get("escape_epoch"), "train_time_s": r["train_time_s"],
+                     "escape_epoch": r.get("escape_epoch"), "epochs_run": r.get("epochs_run", r["epochs"]),
+                     "train_time_s": r["train_time_s"],
                      "published_IoU": log.IoU if log else None, "published_Pd": log.Pd if log else None,
                      "published_Fa_1e-6": log.Fa_1e6 if log else None})
+    return pd.DataFrame(rows)
+
+
+def metrics_at_epoch(runs: Sequence[dict[str, Any]], epoch: int) -> Any:
+    """Test metrics of every run at ``epoch``: the monitoring evaluation of longer runs
+    (``--eval-every``) or the last epoch of runs that ended there. Compares runs of different
+    lengths at a common epoch (the schedules of the recipes here agree up to their first milestone)."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        if len(r["history"]) < epoch:
+            continue
+        h = r["history"][epoch - 1]
+        if "eval_IoU" in h:
+            metrics = {k: h[f"eval_{k}"] for k in ("IoU", "nIoU", "Pd", "Fa_1e-6")}
+        elif len(r["history"]) == epoch:
+            metrics = {k: r[k] for k in ("IoU", "nIoU", "Pd", "Fa_1e-6")}
+        else:
+            continue
+        rows.append({"host": r["host"], "recipe": r["recipe"], "deviations": r["deviations"], "seed": r["seed"],
+                     "epoch": epoch, **metrics, "loss": h["loss"], "escape_epoch": r.get("escape_epoch")})
     return pd.DataFrame(rows)
 
 
@@ -178,3 +204,31 @@ def plot_runs(runs: Sequence[dict[str, Any]], dataset: str, host: str) -> Any:
                + f": IoU {r['IoU']:.1f} after {r['epochs']} ep", r["losses"]) for r in chosen]
     return plot_against_reference(curves, log, f"{host.upper()} on {dataset}, BasicIRSTD protocol "
                                                 f"(published IoU {log.IoU:.2f}); CPU runs with irlib")
+
+
+def write_report(folder: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Tables and figures of the runs in ``folder`` (into ``out_dir``, default ``folder``):
+    ``final_table.csv`` (last-epoch metrics next to the published ones), ``loss_vs_published.csv``
+    (10-epoch mean losses at epochs 50..400) and ``<dataset>_<host>_loss_vs_published.png``."""
+    from irlib.engine.reference import reference_log
+    from irlib.repro import atomic_write_bytes
+    from irlib.viz import save_figure
+
+    runs = load_runs(folder)
+    if not runs:
+        raise FileNotFoundError(f"no baseline runs (<stem>.json written by train_baseline) in {folder}")
+    out = Path(out_dir or folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"final": out / "final_table.csv", "losses": out / "loss_vs_published.csv"}
+    atomic_write_bytes(paths["final"], final_table(runs).to_csv(index=False, float_format="%.6g").encode())
+    atomic_write_bytes(paths["losses"], loss_table(runs).to_csv(index=False, float_format="%.6g").encode())
+    for ds, host in sorted({(r["dataset"], r["host"]) for r in runs}):
+        if reference_log(ds, host) is None:
+            continue
+        paths[f"{ds}_{host}"] = out / f"{ds}_{host}_loss_vs_published.png"
+        save_figure(plot_runs(runs, ds, host), paths[f"{ds}_{host}"])
+    return paths
+
+
+if __name__ == "__main__":
+    main()
