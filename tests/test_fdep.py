@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import irlib
+
 from irlib.engine import Normalize
 from irlib.fdep import SAMF, CoISD, CoISDObjective
-from irlib.fdep.coisd import evenly_spaced
-from irlib.models import count_flops, count_params, create_model, list_models, load_host, save_host
+from irlib.fdep.coisd import choose_vfm_layers
+from irlib.models import count_flops, count_params, create_model, list_models, save_host
 from irlib.vfm import create_encoder
 
 SIZE = 64
@@ -112,6 +119,20 @@ def _train_steps(model: CoISD, steps: int = 3) -> None:
         opt.step()
 
 
+# Runs in a fresh interpreter: loads the saved host with irlib.models alone and writes its output.
+_LOAD_AND_RUN = """
+import sys
+import torch
+torch.set_num_threads(1)
+from irlib.models import load_host
+host = load_host(sys.argv[1]).eval()
+with torch.no_grad():
+    torch.save(host(torch.load(sys.argv[2])), sys.argv[3])
+loaded = sorted(m for m in sys.modules if m.startswith(("irlib.fdep", "irlib.vfm")))
+assert not loaded, f"loading the exported host imported {loaded}"
+"""
+
+
 @pytest.mark.parametrize("host_name", ["acm", "alcnet"])
 def test_export_is_the_unchanged_host(host_name: str, tmp_path) -> None:
     model = _coisd(host_name)
@@ -121,24 +142,38 @@ def test_export_is_the_unchanged_host(host_name: str, tmp_path) -> None:
     assert count_params(exported) == count_params(plain)
     assert count_flops(exported, (1, 1, 256, 256)) == count_flops(plain, (1, 1, 256, 256))
     assert set(exported.state_dict()) == set(plain.state_dict())
+    assert not exported.training
+    own = {p.data_ptr() for p in model.parameters()}
+    assert not own & {p.data_ptr() for p in exported.parameters()}, "the export must be a copy"
 
-    x = Normalize(0.5, 0.25)(_batch(seed=9)["image"])
+    batch = _batch(seed=9)
+    x = Normalize(0.5, 0.25)(batch["image"])
     model.eval()
-    with torch.no_grad():
-        light = model.host.decode(model.host.encode(x), x.shape[-2:])
-        assert torch.equal(exported(x), light)
-        assert torch.equal(model(x), light)
-    path = tmp_path / f"{host_name}.pth"
-    save_host(exported, path, name=host_name)
-    reloaded = load_host(path).eval()  # plain irlib.models code, no FDEP import needed
-    assert type(reloaded) is type(plain)
-    with torch.no_grad():
-        assert torch.equal(reloaded(x), light)
+    with torch.no_grad():  # both branches as CO-ISD computes them in training
+        main, light = model.forward_branches(batch["image"], x)
+    assert not torch.equal(_first(main), _first(light)), "SAMF must change the main branch"
+
+    save_host(exported, tmp_path / "host.pth", name=host_name)
+    torch.save(x, tmp_path / "x.pt")
+    repo = Path(irlib.__file__).resolve().parent.parent  # the irlib under test, also in a worktree
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    subprocess.run([sys.executable, "-c", _LOAD_AND_RUN, str(tmp_path / "host.pth"), str(tmp_path / "x.pt"),
+                    str(tmp_path / "out.pt")], check=True, cwd=repo, env=env, timeout=300)
+    deployed = torch.load(tmp_path / "out.pt")
+    assert type(deployed) is type(light)
+    for a, b in zip(deployed if isinstance(deployed, list) else [deployed],
+                    light if isinstance(light, list) else [light]):
+        assert torch.equal(a, b), "the reloaded host must reproduce the light branch bit for bit"
 
 
-def test_evenly_spaced_layers() -> None:
-    assert evenly_spaced(4, 4) == [0, 1, 2, 3]
-    assert evenly_spaced(4, 12) == [0, 4, 7, 11]
-    assert evenly_spaced(1, 5) == [4]
-    with pytest.raises(ValueError, match="encoder gives 3"):
-        evenly_spaced(4, 3)
+def test_vfm_layers_are_all_maps_or_an_explicit_choice() -> None:
+    from irlib.errors import IrlibInputError
+
+    enc = create_encoder("tiny_cnn_random", seed=0)
+    n = len(enc.feature_names)
+    assert n >= 3 and choose_vfm_layers(enc, n) == list(range(n))
+    assert choose_vfm_layers(enc, 2, [1, n - 1]) == [1, n - 1]
+    with pytest.raises(IrlibInputError, match=f"gives {n} feature maps"):
+        choose_vfm_layers(enc, n - 1)           # no silent evenly spaced subset
+    with pytest.raises(IrlibInputError, match="must name 2"):
+        choose_vfm_layers(enc, 2, [0, 7])

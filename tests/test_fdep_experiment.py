@@ -47,3 +47,57 @@ def test_summary_is_mean_and_sample_std_per_variant() -> None:
 def test_results_stem_names_dataset_host_encoder() -> None:
     assert fx.results_stem(fx.make_config("smoke", dataset="NUAA-SIRST", host="alcnet")) == \
         "NUAA-SIRST_alcnet_efficientnet_lite0"
+
+
+def test_encoder_and_samf_options_reach_the_fdep_model() -> None:
+    import torch
+
+    cfg = fx.make_config("smoke", encoder="tiny_cnn_random", samf_gate="sigmoid",
+                         encoder_options={"resize": 96, "layer_indices": [0, 1, 2, 3], "seed": 3},
+                         samf_options={"kernel_size": 1, "proj_kernel": 3, "out_act": False,
+                                       "main_bn_stats": "both"})
+    model = fx.build_model(cfg, "fdep", 0)
+    enc = model.encoder
+    assert (enc.resize, enc.layer_indices, enc.strides) == (96, [0, 1, 2, 3], [2, 4, 8, 16])
+    assert "seed 3" in enc.description and model.vfm_layers == [0, 1, 2, 3]
+    assert model.main_bn_stats == "both"
+    for block in model.samf.blocks:
+        assert block.gate == "sigmoid"
+        assert block.to_g[0].kernel_size == (3, 3) and block.out[0].kernel_size == (1, 1)
+        assert not isinstance(block.out[-1], torch.nn.ReLU)
+    raw = torch.rand(2, 1, 64, 64)
+    main, light = model.forward_branches(raw, raw)
+    assert main.shape == light.shape == raw.shape
+    assert cfg.as_dict()["encoder_options"]["resize"] == 96  # recorded in the results' provenance
+    with pytest.raises(TypeError, match="no_such_option"):  # unknown options are passed, not dropped
+        fx.build_model(fx.make_config("smoke", encoder="tiny_cnn_random",
+                                      samf_options={"no_such_option": 1}), "fdep", 0)
+    with pytest.raises(ValueError, match="samf_gate"):
+        fx.make_config("smoke", samf_options={"gate": "tanh"})
+    with pytest.raises(ValueError, match="encoder_weights"):
+        fx.make_config("smoke", encoder_options={"weights": "random"})
+
+
+TINY_SAM = dict(embed_dim=32, depth=4, num_heads=2, resize=64)
+
+
+def test_sam_feature_maps_feed_samf_exactly_or_the_build_refuses() -> None:
+    """Tiny SAM gives blocks 0-3 plus the neck: five maps for four SAMF modules. An evenly spaced
+    pick would take maps [0, 1, 3, 4] and skip block 2 without a word."""
+    from irlib.errors import IrlibInputError
+
+    sam = dict(encoder="sam_vit_b", encoder_weights="random")
+    with pytest.raises(IrlibInputError, match=r"5 feature maps .*'block 2'.*'neck'"):
+        fx.build_model(fx.make_config("smoke", encoder_options=TINY_SAM, **sam), "fdep", 0)
+    blocks = fx.build_model(fx.make_config("smoke", encoder_options={**TINY_SAM, "include_neck": False},
+                                           **sam), "fdep", 0)
+    assert blocks.vfm_layers == [0, 1, 2, 3]
+    assert [blocks.encoder.feature_names[i] for i in blocks.vfm_layers] == [f"block {i}" for i in range(4)]
+    chosen = fx.build_model(fx.make_config("smoke", encoder_options=TINY_SAM, vfm_layers=[1, 2, 3, 4], **sam),
+                            "fdep", 0)
+    assert [chosen.encoder.feature_names[i] for i in chosen.vfm_layers] == ["block 1", "block 2", "block 3",
+                                                                            "neck"]
+    assert [b.to_g[0].in_channels for b in chosen.samf.blocks] == [32, 32, 32, 256]
+    with pytest.raises(IrlibInputError, match="vfm_layers"):
+        fx.build_model(fx.make_config("smoke", encoder_options=TINY_SAM, vfm_layers=[0, 1, 5, 6], **sam),
+                       "fdep", 0)

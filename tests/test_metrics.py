@@ -226,3 +226,25 @@ def test_evaluate_sweep_refuses_names_of_another_length() -> None:
     masks = [np.zeros((4, 4), bool)] * 3
     with pytest.raises(IrlibInputError, match="1 names for 3 images"):
         evaluate_sweep(maps, masks, names=["a"])
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
+def test_single_threshold_outside_the_open_unit_interval_is_refused(bad):
+    from irlib.metrics import binarize
+    from irlib.metrics.explorer import match_overlay
+    from irlib.metrics.standard import count_image
+
+    mask = canvas()
+    mask[2, 2] = True
+    prob = prob_of(mask)
+    calls = [lambda: SirstMetrics(threshold=bad), lambda: evaluate([prob], [mask], threshold=bad),
+             lambda: binarize(prob, bad), lambda: count_image(prob, mask, bad),
+             lambda: match_overlay(prob, prob, mask, bad)]
+    for call in calls:
+        with pytest.raises(IrlibInputError, match="strictly between 0 and 1"):
+            call()
+    # logits have no such range; non-finite thresholds are refused for both kinds of scores
+    assert one(np.where(mask, 2.0, -2.0), mask, scores="logit", threshold=bad)["Pd"] == 1.0
+    for scores in ("probability", "logit"):
+        with pytest.raises(IrlibInputError, match="finite"):
+            SirstMetrics(threshold=float("nan"), scores=scores)

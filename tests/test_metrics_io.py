@@ -84,3 +84,54 @@ def test_real_nuaa_maps_agree_with_reference(nuaa_root):
         ref = reference_image(maps[i], s.mask, grid)
         for key in ("tp", "fp", "hits", "fa"):
             np.testing.assert_array_equal(getattr(c, key)[i], ref[key])
+
+
+def _above_as_written(levels: np.ndarray, scale: int, t: float) -> int:
+    """Pixels above ``t`` by the integer rule: ``v > floor(scale * t)``, ``t`` as the decimal written."""
+    from fractions import Fraction
+    from math import floor
+
+    return int(np.count_nonzero(levels > floor(Fraction(repr(t)) * scale)))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_maps_compare_at_their_integer_level(tmp_path, bits):
+    """8-bit 51 is 51/255 = 0.2 exactly, so it is not above 0.2 (float32(51/255) > 0.2 was)."""
+    from PIL import Image
+
+    from irlib.metrics import SirstMetrics, binarize
+    from irlib.metrics.reference import reference_image
+
+    if bits == 8:
+        scale, levels = 255, np.arange(256, dtype=np.uint8).reshape(16, 16)
+    else:  # the levels around 0.2, 0.3, 0.5 and 0.6 of the 16-bit scale
+        scale = 65535
+        near = [13106, 13107, 13108, 19660, 19661, 19662, 32767, 32768, 39320, 39321, 39322, 0, 65535]
+        levels = np.array(near + [0] * (16 - len(near)), dtype=np.uint16).reshape(4, 4)
+    Image.fromarray(levels).save(tmp_path / "m.png")
+    prob = load_prediction(tmp_path, "m")
+    mask = np.zeros(levels.shape, bool)
+    mask.flat[::3] = True
+    grid = [0.1, 0.2, 0.3, 0.5, 0.6, 0.7]
+    sweep = evaluate_sweep([prob], [mask], thresholds=grid)
+    ref = reference_image(prob, mask, grid)
+    for k, t in enumerate(grid):
+        want = _above_as_written(levels.astype(np.int64), scale, t)
+        assert int(np.count_nonzero(binarize(prob, t))) == want, t
+        m = SirstMetrics(threshold=t)
+        assert m.update(prob, mask).pred_pixels == want, t
+        assert sweep.tp[0, k] + sweep.fp[0, k] == want, t
+        assert ref["tp"][k] + ref["fp"][k] == want, t
+    if bits == 8:
+        assert not binarize(prob, 0.2)[3, 3] and binarize(prob, 0.2)[3, 4]   # levels 51 and 52
+        assert not binarize(prob, 0.6)[9, 9] and binarize(prob, 0.6)[9, 10]  # levels 153 and 154
+
+
+def test_quantized_map_checks_its_levels():
+    from irlib.metrics.thresholds import quantized_map
+
+    assert quantized_map(np.array([[0, 255]]), 255).tolist() == [[0.0, 1.0]]
+    with pytest.raises(IrlibInputError, match=r"\[0, 255\]"):
+        quantized_map(np.array([[0, 256]]), 255)
+    with pytest.raises(IrlibInputError, match="integers"):
+        quantized_map(np.array([[0.5]]), 255)

@@ -109,6 +109,39 @@ def test_layer_indices_select_blocks_and_stages() -> None:
             create_encoder("tiny_vit_random", layer_indices=bad)
 
 
+def test_feature_names_say_which_block_each_map_comes_from() -> None:
+    assert create_encoder("sam_vit_b", weights="random", **TINY_SAM).feature_names == \
+        ["block 0", "block 1", "block 2", "block 3", "neck"]
+    sam = create_encoder("sam_vit_b", weights="random", layer_indices=[1, -1], include_neck=False, **TINY_SAM)
+    assert sam.feature_names == ["block 1", "block 3"]
+    assert create_encoder("tiny_vit_random", layer_indices=[1, 3]).feature_names == ["block 1", "block 3"]
+    assert create_encoder("tiny_cnn_random").feature_names == ["stage 1", "stage 2", "stage 3", "stage 4"]
+
+
+def test_sam_features_are_exactly_the_chosen_blocks_and_the_neck() -> None:
+    """Each SAM feature map is the output of the block it names (none skipped, none shifted)."""
+    sam = create_encoder("sam_vit_b", weights="random", layer_indices=[0, 2, 3], **TINY_SAM)
+    raw = torch.rand(1, 1, 48, 64)
+    out = sam(raw).features
+    x, valid = sam.preprocess(raw)
+    enc = sam.sam
+    from irlib.vfm.sam import _resize_pos
+
+    with torch.no_grad():
+        t = enc.patch_embed(x)
+        t = t + _resize_pos(enc.pos_embed, tuple(t.shape[1:3]))
+        by_hand = []
+        for blk in enc.blocks:
+            t = blk(t)
+            by_hand.append(t.permute(0, 3, 1, 2))
+        neck = enc.neck(by_hand[-1])
+    h, w = math.ceil(valid[0] / 16), math.ceil(valid[1] / 16)
+    expected = [by_hand[0], by_hand[2], by_hand[3], neck]
+    assert len(out) == len(expected) == len(sam.feature_names)
+    for f, e in zip(out, expected):
+        torch.testing.assert_close(f, e[..., :h, :w], rtol=0, atol=0)
+
+
 def test_resize_policies() -> None:
     mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
     x = torch.rand(1, 3, 40, 57)

@@ -10,6 +10,11 @@ optimiser step; there is no explicit distillation term. Only the light branch is
 the exported model is the unchanged host. The host encoder is run once per step and its
 features feed both branches (equal values, and autograd sums both branches' gradients); the VFM
 runs once under ``no_grad``.
+
+Deep supervision: an output that does not depend on the bottleneck (DNANet's side heads on
+``X(0,1..3)``) is bit-identical in both branches. :meth:`CoISD.forward_branches` leaves such
+outputs out of the main branch (found on the autograd graph, for any host), so the loss counts
+them once, in the light branch, and the main loss is spent on what SAMF can change.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from irlib.errors import IrlibInputError
 from irlib.fdep.samf import SAMFStack
 from irlib.models.base import HostFeatures, SirstHost
 from irlib.vfm import FrozenEncoder
@@ -29,14 +35,50 @@ from irlib.vfm import FrozenEncoder
 Output = torch.Tensor | list[torch.Tensor]
 
 
-def evenly_spaced(count: int, available: int) -> list[int]:
-    """``count`` indices spread evenly over ``available`` items, always ending at the last one."""
-    if count > available:
-        raise ValueError(f"asked for {count} VFM feature maps but the encoder gives {available}; "
-                         "create the encoder with more layer_indices or use fewer SAMF modules")
-    if count == 1:
-        return [available - 1]
-    return [round(i * (available - 1) / (count - 1)) for i in range(count)]
+def depends_on(outputs: list[torch.Tensor], source: torch.Tensor) -> list[bool]:
+    """For each output, whether it was computed from ``source`` (read off the autograd graph).
+
+    Without a graph to read (``source.grad_fn`` is None: ``no_grad`` mode or a leaf tensor) every
+    output counts as dependent.
+    """
+    target = source.grad_fn
+    if target is None:
+        return [True] * len(outputs)
+    found = []
+    for out in outputs:
+        stack, seen, hit = [out.grad_fn], set(), False
+        while stack and not hit:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            hit = node is target
+            stack.extend(n for n, _ in node.next_functions)
+        found.append(hit)
+    return found
+
+
+def choose_vfm_layers(encoder: FrozenEncoder, num_samf: int, vfm_layers: Sequence[int] | None = None) -> list[int]:
+    """The encoder feature maps that feed SAMF 1..``num_samf``, chosen exactly.
+
+    ``vfm_layers`` (indices into ``encoder.feature_names``) when given; otherwise every map, which
+    needs exactly ``num_samf`` of them. Any other count raises: an evenly spaced pick would skip a
+    map silently (SAM's default four blocks plus neck under four SAMF modules lose the third block).
+    """
+    names = encoder.feature_names
+    if vfm_layers is not None:
+        chosen = [int(i) for i in vfm_layers]
+        if len(chosen) != num_samf or not all(0 <= i < len(names) for i in chosen):
+            raise IrlibInputError(f"vfm_layers={chosen} must name {num_samf} of the encoder's "
+                                  f"{len(names)} feature maps by index: {dict(enumerate(names))}")
+        return chosen
+    if len(names) != num_samf:
+        raise IrlibInputError(
+            f"encoder {encoder.name or type(encoder).__name__} gives {len(names)} feature maps "
+            f"{dict(enumerate(names))} for num_samf={num_samf} SAMF modules; say which feed them: "
+            f"vfm_layers=[...] (indices above), or encoder options layer_indices / include_neck "
+            f"(SAM) so the encoder gives exactly {num_samf}, or num_samf={len(names)}")
+    return list(range(num_samf))
 
 
 @contextmanager
@@ -59,11 +101,13 @@ class CoISD(nn.Module):
         host: an :class:`irlib.models.SirstHost`; its weights are shared by both branches.
         encoder: a frozen :class:`irlib.vfm.FrozenEncoder` (never trained, never exported).
         num_samf: SAMF modules in series at the bottleneck (the paper uses 4).
-        vfm_layers: which of the encoder's feature maps feed SAMF 1..N (default evenly spaced).
+        vfm_layers: which of the encoder's feature maps feed SAMF 1..N (default: all of them,
+            which must then be ``num_samf``; see :func:`choose_vfm_layers`).
         main_bn_stats: ``"light"`` keeps the host's BatchNorm running statistics those of the
             light (deployed) branch: the main branch normalises with batch statistics but does
             not update the running ones. ``"both"`` lets both branches update them.
-        samf_kwargs: passed to every :class:`irlib.fdep.samf.SAMF`.
+        samf_kwargs: passed to every :class:`irlib.fdep.samf.SAMF`, e.g. ``identity_init=True``
+            (the chain starts as the identity, so the main branch starts equal to the light one).
     """
 
     def __init__(self, host: SirstHost, encoder: FrozenEncoder, num_samf: int = 4,
@@ -74,11 +118,7 @@ class CoISD(nn.Module):
             raise ValueError(f"main_bn_stats must be 'light' or 'both', got {main_bn_stats!r}")
         self.host = host
         self.encoder = encoder
-        available = len(encoder.feature_channels)
-        self.vfm_layers = list(vfm_layers) if vfm_layers is not None else evenly_spaced(num_samf, available)
-        if len(self.vfm_layers) != num_samf or not all(0 <= i < available for i in self.vfm_layers):
-            raise ValueError(f"vfm_layers={self.vfm_layers} must name {num_samf} of the encoder's "
-                             f"{available} feature maps (0..{available - 1})")
+        self.vfm_layers = choose_vfm_layers(encoder, num_samf, vfm_layers)
         self.main_bn_stats = main_bn_stats
         self.samf = SAMFStack(host.bottleneck_channels,
                               [encoder.feature_channels[i] for i in self.vfm_layers], **samf_kwargs)
@@ -93,11 +133,18 @@ class CoISD(nn.Module):
             features = self.encoder(raw).features
         return [features[i] for i in self.vfm_layers]
 
-    def forward_branches(self, raw: torch.Tensor, x: torch.Tensor) -> tuple[Output, Output]:
-        """Return ``(main, light)`` logits for raw [0, 1] images and their host-normalised copy."""
+    def forward_branches(self, raw: torch.Tensor, x: torch.Tensor,
+                         shared_once: bool = True) -> tuple[Output, Output]:
+        """Return ``(main, light)`` logits for raw [0, 1] images and their host-normalised copy.
+
+        With ``shared_once`` (default) a deep-supervision list ``main`` keeps only the outputs
+        that depend on the bottleneck (final first, host order); the others equal the light
+        branch's and are counted there. ``shared_once=False`` returns every main output.
+        """
         size = tuple(x.shape[-2:])
         feats = self.host.encode(x)
-        fused = self.samf(feats.bottleneck, self.vfm_features(raw))
+        # view_as: a graph node of the main branch's own, even if the SAMF chain were empty
+        fused = self.samf(feats.bottleneck, self.vfm_features(raw)).view_as(feats.bottleneck)
         main_feats: HostFeatures = replace(feats, bottleneck=fused)
         if self.main_bn_stats == "light":
             with frozen_batchnorm_stats(self.host):
@@ -105,7 +152,19 @@ class CoISD(nn.Module):
         else:
             main = self.host.decode(main_feats, size)
         light = self.host.decode(feats, size)
+        if shared_once:
+            main = self._bottleneck_dependent(main, fused)
         return main, light
+
+    @staticmethod
+    def _bottleneck_dependent(main: Output, fused: torch.Tensor) -> Output:
+        """``main`` without the outputs that do not depend on ``fused``; raise if none does."""
+        outs = main if isinstance(main, list) else [main]
+        keep = depends_on(outs, fused)
+        if not any(keep):
+            raise ValueError("no output of the host depends on its bottleneck, so SAMF cannot change "
+                             "the main branch; check the host's encode/decode split")
+        return [o for o, k in zip(outs, keep) if k] if isinstance(main, list) else main
 
     def export_host(self) -> SirstHost:
         """A copy of the deployed model: the host alone, in eval mode, with no FDEP parts."""

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, summarize
 from irlib.engine import experiment as engine_experiment
+from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, summarize
 from irlib.engine.recipes import Recipe, get_recipe
 from irlib.fdep.coisd import CoISD
 from irlib.fdep.objective import CoISDObjective
@@ -27,6 +27,11 @@ from irlib.vfm import create_encoder
 
 VARIANTS = ("baseline", "fdep")
 
+#: Option names that have their own config field (option -> field).
+_ENCODER_FIELDS = {"weights": "encoder_weights", "name": "encoder"}
+_SAMF_FIELDS = {"gate": "samf_gate", "num_samf": "num_samf", "vfm_layers": "vfm_layers",
+                "host": "host", "encoder": "encoder"}
+
 
 @dataclass
 class FdepConfig:
@@ -35,6 +40,19 @@ class FdepConfig:
     ``recipe`` names the training recipe (:mod:`irlib.engine.recipes`); ``epochs``,
     ``batch_size``, ``crop_size``, ``lr``, ``weight_decay``, ``loss`` and ``schedule``
     replace its fields when set.
+
+    The FDEP arm is ``CoISD(host, create_encoder(encoder, weights=encoder_weights,
+    **encoder_options), num_samf, vfm_layers, gate=samf_gate, **samf_options)``:
+
+    * ``encoder_options``: the encoder's own options, e.g. ``resize`` (input policy; a larger
+      side enlarges small targets: SAM's default ``1024`` upsamples a 256 crop 4x, ``"pad"``
+      keeps the native resolution), ``layer_indices`` (which blocks / stages), ``include_neck``;
+    * ``vfm_layers``: which of the encoder's feature maps feed SAMF 1..``num_samf``. Left
+      ``None``, the encoder must give exactly ``num_samf`` maps (all are used); otherwise
+      :func:`irlib.fdep.coisd.choose_vfm_layers` raises instead of picking a subset that skips one;
+    * ``samf_options``: every other keyword of :class:`~irlib.fdep.coisd.CoISD` and
+      :class:`~irlib.fdep.samf.SAMF` (``kernel_size``, ``proj_kernel``, ``out_act``,
+      ``main_bn_stats``, ...), passed through as they are, so new options need no new field.
     """
 
     dataset: str = "synthetic"
@@ -44,8 +62,11 @@ class FdepConfig:
     host: str = "acm"
     encoder: str = "efficientnet_lite0"
     encoder_weights: str | None = None
+    encoder_options: dict[str, Any] = field(default_factory=dict)
     num_samf: int = 4
+    vfm_layers: list[int] | None = None
     samf_gate: str = "none"
+    samf_options: dict[str, Any] = field(default_factory=dict)
     lam: float = 1.0
     recipe: str = "cpu_demo"
     epochs: int | None = None
@@ -67,6 +88,18 @@ class FdepConfig:
     # image with nearest neighbour and a warning ("resize_mask"), or stops the run ("raise")
     on_size_mismatch: str = "resize_mask"
     profile: str = "demo"
+
+    def __post_init__(self) -> None:
+        self.encoder_options = dict(self.encoder_options or {})
+        self.samf_options = dict(self.samf_options or {})
+        if self.vfm_layers is not None:
+            self.vfm_layers = [int(i) for i in self.vfm_layers]
+        for where, options, owner in (("encoder_options", self.encoder_options, _ENCODER_FIELDS),
+                                      ("samf_options", self.samf_options, _SAMF_FIELDS)):
+            clash = sorted(set(options) & set(owner))
+            if clash:
+                raise ValueError(f"{where} must not set {clash}: use the settings "
+                                 f"{[owner[k] for k in clash]} instead")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,8 +157,9 @@ def build_model(cfg: FdepConfig, variant: str, seed: int) -> nn.Module:
     host = create_model(cfg.host)
     if variant == "baseline":
         return host
-    encoder = create_encoder(cfg.encoder, weights=cfg.encoder_weights)
-    return CoISD(host, encoder, num_samf=cfg.num_samf, gate=cfg.samf_gate)
+    encoder = create_encoder(cfg.encoder, weights=cfg.encoder_weights, **cfg.encoder_options)
+    return CoISD(host, encoder, num_samf=cfg.num_samf, vfm_layers=cfg.vfm_layers, gate=cfg.samf_gate,
+                 **cfg.samf_options)
 
 
 def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, progress: bool = True,
@@ -163,5 +197,5 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
     return engine_experiment.write_results(results_stem(cfg), runs, out_dir, metadata or provenance(cfg))
 
 
-__all__ = ["FdepConfig", "PROFILES", "RunResult", "VARIANTS", "build_model", "load_data", "make_config",
-           "provenance", "results_stem", "run_arm", "summarize", "write_results"]
+__all__ = ["FdepConfig", "PROFILES", "RunResult", "VARIANTS", "build_model", "load_data",
+           "make_config", "provenance", "results_stem", "run_arm", "summarize", "write_results"]

@@ -13,6 +13,10 @@ from irlib.fdep.coisd import CoISD
 class CoISDObjective:
     """One CO-ISD step: both branches on the same batch, one summed loss, no distillation term.
 
+    With deep supervision the main loss covers only the outputs that depend on the bottleneck
+    (see :meth:`CoISD.forward_branches`); the others are counted once, in the light loss. For
+    DNANet: ``L = L(main final) + lam * mean(L(light final), L(light side 1..3))``.
+
     Args:
         loss_fn: the host's loss (name for :func:`irlib.engine.build_loss`, or a callable);
             deep-supervision lists are handled by the loss.

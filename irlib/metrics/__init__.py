@@ -16,10 +16,11 @@ from irlib.metrics.hse import HSEConfig, HSEResult, fa_penalty, hse, integrate
 from irlib.metrics.io import load_predictions, save_predictions
 from irlib.metrics.standard import ImageCounts, MetricOptions, SirstMetrics, evaluate
 from irlib.metrics.sweep import SweepCounts, SweepCurves, ThresholdSweep, evaluate_sweep
-from irlib.metrics.thresholds import binarize, default_thresholds
+from irlib.metrics.thresholds import binarize, default_thresholds, quantized_map
 
 __all__ = [
     "HSEConfig", "HSEResult", "ImageCounts", "MetricOptions", "SirstMetrics", "SweepCounts",
     "SweepCurves", "ThresholdSweep", "binarize", "default_thresholds", "evaluate",
-    "evaluate_sweep", "fa_penalty", "hse", "integrate", "load_predictions", "save_predictions",
+    "evaluate_sweep", "fa_penalty", "hse", "integrate", "load_predictions", "quantized_map",
+    "save_predictions",
 ]

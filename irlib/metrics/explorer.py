@@ -43,7 +43,7 @@ def match_overlay(image: np.ndarray, prob: np.ndarray, mask: np.ndarray, thresho
                   options: MetricOptions = MetricOptions(), alpha: float = 0.65) -> Overlay:
     """Paint hits (green), false alarms (red) and missed targets (yellow) at ``threshold``."""
     p, m = check_pair(prob, mask, scores=options.scores)
-    pred = binarize(p, threshold)
+    pred = binarize(p, threshold, options.scores)
     gt_lab, gt = components(m, options.connectivity)
     pr_lab, pc = components(pred, options.connectivity)
     match = greedy_match(gt, pc, options.distance)

@@ -6,7 +6,9 @@ A predictions folder holds one file per test image, named after the image (``Sam
   [0, 1] (sigmoid probabilities) -- what :func:`save_predictions` writes;
 - ``<name>.npz``: the same array under the key ``prob`` (``compress=True``);
 - ``<name>.png``: 8- or 16-bit gray, read as value / 255 or / 65535 (BasicIRSTD's
-  ``--save_img`` output); coarser, but evaluable.
+  ``--save_img`` output); coarser, but evaluable. Integer levels come back as a float64
+  :func:`~irlib.metrics.thresholds.quantized_map`, so every evaluator thresholds them at the
+  integer level (8-bit ``v`` is above ``t`` iff ``v > floor(255 t)``: 51 is not above 0.2).
 
 plus an optional ``predictions.json`` (written by :func:`save_predictions`) with the names, the
 ``scores`` kind (``"probability"`` or ``"logit"``) and the usual provenance record.
@@ -23,6 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from irlib.errors import IrlibInputError
+from irlib.metrics.thresholds import quantized_map
 
 INDEX_FILE = "predictions.json"
 SUFFIXES = (".npy", ".npz", ".png")
@@ -75,6 +78,8 @@ def _read(path: Path) -> np.ndarray:
 
     with Image.open(path) as im:
         levels, scale = gray_levels(im, path)
+    if np.all(levels == np.round(levels)):  # integer levels (the luma of coloured RGB is not)
+        return quantized_map(levels, int(scale))
     return (levels / scale).astype(np.float32)
 
 

@@ -7,7 +7,9 @@
 - Pd: matched ground-truth components / all ground-truth components (pooled);
 - Fa: pixels of unmatched predicted components / all native pixels (pooled; tables show ×1e6).
 
-Foreground is ``map > threshold`` (strict). See ``docs/metrics.md`` for the sources.
+Foreground is ``map > threshold`` (strict); a probability threshold must lie strictly inside
+(0, 1). Maps read from 8/16-bit PNG compare at their integer level
+(:func:`irlib.metrics.thresholds.quantized_map`). See ``docs/metrics.md`` for the sources.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from irlib.errors import IrlibInputError
 from irlib.metrics.components import components, false_alarm_pixels, greedy_match
 from irlib.metrics.thresholds import binarize
-from irlib.metrics.validate import check_pair, check_scores
+from irlib.metrics.validate import check_pair, check_scores, check_threshold
 
 EMPTY_POLICIES = ("zero", "one", "skip")
 
@@ -73,7 +75,7 @@ class ImageCounts:
 def count_image(prob: np.ndarray, mask: np.ndarray, threshold: float,
                 options: MetricOptions = MetricOptions(), name: str = "") -> ImageCounts:
     """Counts for one checked (map, mask) pair at ``threshold``."""
-    pred = binarize(prob, threshold)
+    pred = binarize(prob, threshold, options.scores)
     inter = int(np.count_nonzero(pred & mask))
     n_pred = int(np.count_nonzero(pred))
     n_gt = int(np.count_nonzero(mask))
@@ -148,8 +150,7 @@ class SirstMetrics:
     def __post_init__(self) -> None:
         self.options = MetricOptions(self.scores, self.distance, self.connectivity,
                                      self.dnanet_area_bug, self.empty)
-        if not np.isfinite(self.threshold):
-            raise IrlibInputError(f"threshold={self.threshold!r} must be a finite number")
+        self.threshold = check_threshold(self.threshold, scores=self.scores)
 
     def update(self, prob: Any, mask: Any, name: str | None = None) -> ImageCounts:
         """Add one image: ``prob`` (H, W) map, ``mask`` (H, W) binary; returns its counts."""

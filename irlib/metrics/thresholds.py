@@ -5,13 +5,24 @@ or float64 value against the float64 threshold). For float32 maps this equals ``
 ``t32`` the largest float32 not above ``t``, so comparisons run in float32 without rounding
 surprises. :func:`level_histogram` counts, for a whole threshold grid at once, how many pixels
 lie above each threshold, with a radix pass over the float bit patterns instead of a sort.
+
+Maps stored as integer levels (8-bit PNG: ``v / 255``; 16-bit: ``v / 65535``) follow an integer
+rule instead: level ``v`` is above ``t`` iff ``v > floor(scale * t)``, with ``t`` read as the
+decimal it prints as (``0.2`` is exactly 1/5, so level 51 is *not* above 0.2).
+:func:`quantized_map` turns levels into float64 values for which the ordinary float comparison
+gives exactly that rule, so every evaluator applies it without knowing where the map came from.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+from functools import lru_cache
+
 import numpy as np
 
 from irlib.errors import IrlibInputError
+from irlib.metrics.validate import check_threshold
 
 
 def default_thresholds(n: int = 100) -> np.ndarray:
@@ -36,10 +47,49 @@ def compare_thresholds(thresholds: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return t32
 
 
-def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """``prob > threshold`` in exact arithmetic (strict; float32 maps compared in float32)."""
-    t = compare_thresholds(np.array([threshold], dtype=np.float64), prob.dtype)[0]
-    return prob > t
+def binarize(prob: np.ndarray, threshold: float, scores: str = "probability") -> np.ndarray:
+    """``prob > threshold`` in exact arithmetic (strict; float32 maps compared in float32).
+
+    A probability threshold must lie strictly inside (0, 1); ``scores="logit"`` takes any finite one.
+    """
+    t = check_threshold(threshold, scores=scores)
+    return prob > compare_thresholds(np.array([t], dtype=np.float64), prob.dtype)[0]
+
+
+def threshold_as_written(t: float) -> Fraction:
+    """A float threshold as the decimal it prints as (``repr``): 0.2 -> 1/5, 0.6 -> 3/5."""
+    return Fraction(repr(float(t)))
+
+
+@lru_cache(maxsize=None)
+def level_value(level: int, scale: int) -> float:
+    """The float64 standing for ``level / scale``: the smallest float ``f`` whose decimal form is
+    not below ``level / scale``. Then ``f > t`` iff ``level > floor(scale * t)`` for every float
+    threshold ``t`` read as written (the decimal form is strictly increasing over floats)."""
+    x = Fraction(level, scale)
+    f = float(x)
+    if Fraction(f) > x:
+        f = math.nextafter(f, -math.inf)
+    while threshold_as_written(f) < x:
+        f = math.nextafter(f, math.inf)
+    return f
+
+
+def quantized_map(levels: np.ndarray, scale: int) -> np.ndarray:
+    """Integer ``levels`` out of ``scale`` (255 for 8-bit PNG, 65535 for 16-bit) as a float64 map
+    that every evaluator thresholds at the integer level: ``v`` is above ``t`` iff
+    ``v > floor(scale * t)``, ``t`` read as written (see :func:`level_value`)."""
+    arr = np.asarray(levels)
+    if arr.dtype.kind not in "biu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise IrlibInputError(f"quantized_map: levels must be integers, got {arr.dtype}")
+    if int(scale) != scale or scale < 1:
+        raise IrlibInputError(f"quantized_map: scale={scale!r} must be a positive integer")
+    if arr.size and (arr.min() < 0 or arr.max() > scale):
+        raise IrlibInputError(f"quantized_map: levels must lie in [0, {int(scale)}], got "
+                              f"[{arr.min()}, {arr.max()}]")
+    values, inverse = np.unique(arr.astype(np.int64), return_inverse=True)
+    lut = np.array([level_value(int(v), int(scale)) for v in values], dtype=np.float64)
+    return lut[inverse.reshape(-1)].reshape(arr.shape)
 
 
 def _int(dtype: np.dtype) -> tuple[type, int]:

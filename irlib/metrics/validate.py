@@ -104,6 +104,28 @@ def check_pair(prob: Any, mask: Any, *, scores: str = "probability", index: int 
     return p, m
 
 
+def check_threshold(threshold: Any, *, scores: str = "probability") -> float:
+    """Return one threshold as a float: finite, and strictly inside (0, 1) for probability maps.
+
+    At 0 every non-zero pixel of a probability map is foreground and at 1 none is, so a single
+    threshold there is almost always a logit threshold passed without ``scores="logit"``.
+    """
+    check_scores(scores)
+    if isinstance(threshold, (bool, np.bool_)):
+        raise IrlibInputError(f"threshold={threshold!r} must be a number")
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError) as exc:
+        raise IrlibInputError(f"threshold={threshold!r} must be a number") from exc
+    if not np.isfinite(t):
+        raise IrlibInputError(f"threshold={threshold!r} must be a finite number")
+    if scores == "probability" and not 0.0 < t < 1.0:
+        raise IrlibInputError(f"threshold={threshold!r}: a probability threshold must lie strictly "
+                              "between 0 and 1 (at 0 every non-zero pixel is foreground, at 1 none "
+                              "is); pass scores='logit' to threshold raw logits")
+    return t
+
+
 def check_thresholds(thresholds: Any, *, scores: str = "probability") -> np.ndarray:
     """Return a strictly increasing float64 threshold grid; probability grids lie in [0, 1]."""
     t = np.asarray(thresholds, dtype=np.float64).ravel()

@@ -76,6 +76,7 @@ class FrozenEncoder(nn.Module):
     is_stand_in: bool
     description: str
     name: str = ""
+    feature_unit: str = "layer"  # what ``layer_indices`` counts: "block" (ViTs) or "stage" (CNNs)
     frozen = True  # irlib.engine leaves modules with frozen=True out of training checkpoints
 
     def __init__(self, mean: tuple[float, float, float], std: tuple[float, float, float],
@@ -85,6 +86,12 @@ class FrozenEncoder(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
         self.resize = resize
         self.multiple = multiple
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One label per feature map, shallow to deep (``"block 2"``, ``"stage 1"``, SAM's ``"neck"``),
+        so messages and results can say exactly which maps were used."""
+        return [f"{self.feature_unit} {i}" for i in self.layer_indices]
 
     def freeze(self) -> FrozenEncoder:
         """Turn off gradients for every parameter and switch to eval mode (for good)."""

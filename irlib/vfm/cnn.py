@@ -38,6 +38,7 @@ class CNNEncoder(FrozenEncoder):
     """Base for CNN encoders: subclasses implement :meth:`run` over all five stages."""
 
     stage_channels: list[int]
+    feature_unit = "stage"
 
     def _setup(self, layer_indices: list[int] | None, head_channels: int, description: str,
                is_stand_in: bool) -> None:

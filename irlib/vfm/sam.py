@@ -53,6 +53,8 @@ class SamEncoder(FrozenEncoder):
     tables interpolated by segment-anything itself.
     """
 
+    feature_unit = "block"
+
     def __init__(self, image_encoder: ImageEncoderViT, *, description: str, is_stand_in: bool,
                  layer_indices: list[int] | None = None, resize: Resize = 1024,
                  include_neck: bool = True) -> None:
@@ -72,6 +74,11 @@ class SamEncoder(FrozenEncoder):
         self.description = description
         self.is_stand_in = is_stand_in
         self.freeze()
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``["block 2", "block 5", "block 8", "block 11", "neck"]`` for SAM ViT-B's defaults."""
+        return super().feature_names + (["neck"] if self.include_neck else [])
 
     def encode(self, x: torch.Tensor, valid_hw: tuple[int, int]) -> tuple[list[torch.Tensor], torch.Tensor]:
         enc = self.sam

@@ -56,6 +56,8 @@ class ViTEncoder(FrozenEncoder):
     Default resize policy ``"pad"`` keeps the native resolution (zero-pad to a multiple of 14).
     """
 
+    feature_unit = "block"
+
     def __init__(self, vit: VisionTransformer, *, description: str, is_stand_in: bool,
                  layer_indices: list[int] | None = None, resize: Resize = "pad", norm: bool = True,
                  mean: tuple[float, float, float] = IMAGENET_MEAN,
