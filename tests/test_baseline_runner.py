@@ -63,3 +63,21 @@ def test_metrics_at_epoch_reads_monitoring_rows_or_the_last_epoch() -> None:
     table = bl.metrics_at_epoch([long_run, short_run, unscored], 100)
     assert table["seed"].tolist() == [0, 1]          # seed 2 was not scored at epoch 100
     assert table["IoU"].tolist() == [40.0, 30.0] and table["loss"].tolist() == [0.6, 0.8]
+
+
+def test_shipped_weights_write_predictions_that_score_alike(tmp_path) -> None:
+    from irlib.metrics import SirstMetrics, load_predictions
+    from irlib.engine.experiment import open_splits
+
+    torch.set_num_threads(1)
+    recipe = get_recipe("cpu_demo", epochs=1, crop_size=32)
+    bl.train_baseline("acm", TINY, recipe, seed=0, out_dir=tmp_path, progress=False, save_weights=True)
+    weights = tmp_path / f"{bl.baseline_stem('synthetic', 'acm', recipe, 0)}.pt"
+    ev = bl.write_predictions(weights, TINY, recipe, tmp_path / "pred")
+    _, test = open_splits(TINY)
+    maps = load_predictions(tmp_path / "pred")
+    assert sorted(maps) == sorted(s.name for s in test)
+    m = SirstMetrics()
+    for s in test:
+        m.update(maps[s.name], s.mask)
+    assert abs(m.compute()["Pd"] - ev.metrics["Pd"]) <= 1 / 3 + 1e-9   # 8-bit levels: at most a target apart

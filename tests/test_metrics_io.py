@@ -135,3 +135,22 @@ def test_quantized_map_checks_its_levels():
         quantized_map(np.array([[0, 256]]), 255)
     with pytest.raises(IrlibInputError, match="integers"):
         quantized_map(np.array([[0.5]]), 255)
+
+
+def test_png_predictions_store_rounded_levels_and_threshold_at_them(tmp_path):
+    prob = np.array([[0.0, 0.2, 0.5009], [0.7, 1.0, 0.49]], np.float32)
+    save_predictions(tmp_path, {"m": prob}, fmt="png")
+    from PIL import Image
+
+    with Image.open(tmp_path / "m.png") as im:
+        assert im.mode == "L"
+        levels = np.asarray(im)
+    np.testing.assert_array_equal(levels, [[0, 51, 128], [178, 255, 125]])
+    back = load_prediction(tmp_path, "m")
+    assert (back > 0.5).tolist() == [[False, False, True], [True, True, False]]
+    assert not (back > 0.2)[0, 1]                      # level 51 is 0.2 exactly: not above it
+    assert json.loads((tmp_path / "predictions.json").read_text())["file_format"] == "png"
+    with pytest.raises(IrlibInputError, match="probabilities in"):
+        save_predictions(tmp_path / "bad", {"x": np.full((2, 2), 1.5, np.float32)}, fmt="png")
+    with pytest.raises(IrlibInputError, match="logit"):
+        save_predictions(tmp_path / "bad", {"x": np.zeros((2, 2), np.float32)}, fmt="png", scores="logit")

@@ -21,11 +21,12 @@ from typing import Any, Sequence
 
 import torch
 
-from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, provenance, run_training,
-                                     write_results)
+from irlib.engine.evaluate import Evaluation, evaluate_model
+from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, open_splits, provenance,
+                                     recipe_normalize, run_training, write_results)
 from irlib.engine.recipes import RECIPES, Recipe, get_recipe
 from irlib.engine.trainer import PrintEvery, StopAfterEscape
-from irlib.models import count_params, create_model, save_host
+from irlib.models import count_params, create_model, load_host, save_host
 
 
 def baseline_stem(dataset: str, host: str, recipe: Recipe, seed: int) -> str:
@@ -70,6 +71,18 @@ def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int,
         if save_weights:
             save_host(result.deployed.cpu(), Path(out_dir) / f"{stem}.pt")
     return result
+
+
+def write_predictions(weights: str | Path, settings: DataSettings, recipe: Recipe, out_dir: str | Path,
+                      fmt: str = "png", device: str = "auto") -> Evaluation:
+    """Score shipped weights (:func:`irlib.models.load_host` format) on ``settings``'s test split
+    with ``recipe``'s normalisation and write the probability maps into ``out_dir`` in irlib's
+    predictions format (8-bit PNG by default, small enough to commit): notebook 03 compares
+    trained networks from such folders."""
+    train, test = open_splits(settings)
+    normalize, _ = recipe_normalize(recipe, settings.dataset, train)
+    return evaluate_model(load_host(weights), test, normalize, device, sweep=True, out_dir=out_dir,
+                          save_format=fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -68,11 +68,11 @@ def iter_predictions(model: nn.Module, dataset: Any, normalize: Normalize,
 
 
 def _save(out_dir: str | os.PathLike, stream: Iterable[tuple[str, np.ndarray]], model: nn.Module,
-          normalize: Normalize) -> None:
+          normalize: Normalize, fmt: str = "npy") -> None:
     from irlib.metrics.io import save_predictions
 
-    save_predictions(out_dir, stream, params={"model": type(model).__name__,
-                                              "normalize": normalize.to_dict()})
+    save_predictions(out_dir, stream, fmt=fmt, params={"model": type(model).__name__,
+                                                       "normalize": normalize.to_dict()})
 
 
 def predict(model: nn.Module, dataset: Any, normalize: Normalize, device: str | torch.device = "auto",
@@ -118,14 +118,16 @@ class Evaluation:
 
 def evaluate_model(model: nn.Module, dataset: Any, normalize: Normalize, device: str | torch.device = "auto",
                    *, threshold: float = 0.5, sweep: bool = False, keep: Sequence[int] = (),
-                   out_dir: str | os.PathLike | None = None, **metric_options: Any) -> Evaluation:
+                   out_dir: str | os.PathLike | None = None, save_format: str = "npy",
+                   **metric_options: Any) -> Evaluation:
     """Score ``model`` on ``dataset`` at native resolution: the one evaluation path of irlib.
 
     The predictions stream into :class:`irlib.metrics.SirstMetrics` (``threshold``,
     ``metric_options`` such as ``distance`` or ``connectivity``) and, with ``sweep``, into
     :class:`irlib.metrics.ThresholdSweep` for HSE over its default grid. ``keep`` lists image
     indices whose probability maps are returned; ``out_dir`` saves every map in irlib.metrics'
-    predictions format.
+    predictions format (``save_format`` ``"npy"``, ``"npz"`` or 8-bit ``"png"``; the metrics
+    returned are those of the float maps).
     """
     from irlib.metrics import SirstMetrics, ThresholdSweep, hse
 
@@ -149,7 +151,7 @@ def evaluate_model(model: nn.Module, dataset: Any, normalize: Normalize, device:
         for _ in scored():
             pass
     else:
-        _save(out_dir, scored(), model, normalize)
+        _save(out_dir, scored(), model, normalize, save_format)
     metrics = {k: float(v) for k, v in standard.compute().items()}
     curves = None
     if thresholds is not None:

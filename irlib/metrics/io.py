@@ -6,7 +6,8 @@ A predictions folder holds one file per test image, named after the image (``Sam
   [0, 1] (sigmoid probabilities) -- what :func:`save_predictions` writes;
 - ``<name>.npz``: the same array under the key ``prob`` (``compress=True``);
 - ``<name>.png``: 8- or 16-bit gray, read as value / 255 or / 65535 (BasicIRSTD's
-  ``--save_img`` output); coarser, but evaluable. Integer levels come back as a float64
+  ``--save_img`` output, or :func:`save_predictions` with ``fmt="png"``: level
+  ``round(255 p)``, a few kB per map, small enough to commit); coarser, but evaluable. Integer levels come back as a float64
   :func:`~irlib.metrics.thresholds.quantized_map`, so every evaluator thresholds them at the
   integer level (8-bit ``v`` is above ``t`` iff ``v > floor(255 t)``: 51 is not above 0.2).
 
@@ -34,10 +35,20 @@ SUFFIXES = (".npy", ".npz", ".png")
 def save_predictions(folder: str | os.PathLike,
                      maps: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
                      *, compress: bool = False, scores: str = "probability",
-                     params: dict[str, Any] | None = None) -> Path:
-    """Write one ``.npy`` (or ``.npz``) per image and an index ``predictions.json``."""
+                     params: dict[str, Any] | None = None, fmt: str | None = None) -> Path:
+    """Write one file per image and an index ``predictions.json``.
+
+    ``fmt``: ``"npy"`` (default; exact), ``"npz"`` (``compress=True``; exact) or ``"png"``
+    (8-bit, level ``round(255 p)``: probability maps only; thresholds then act on the level,
+    see :func:`irlib.metrics.thresholds.quantized_map`).
+    """
     from irlib.repro import atomic_write_bytes, run_metadata, write_json
 
+    fmt = fmt or ("npz" if compress else "npy")
+    if fmt not in ("npy", "npz", "png"):
+        raise IrlibInputError(f"fmt={fmt!r}: use 'npy', 'npz' or 'png'")
+    if fmt == "png" and scores != "probability":
+        raise IrlibInputError("fmt='png' stores probabilities in [0, 1]; save logit maps as npy or npz")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     items = maps.items() if isinstance(maps, Mapping) else maps
@@ -50,18 +61,30 @@ def save_predictions(folder: str | os.PathLike,
         if "/" in name or os.sep in name:
             raise IrlibInputError(f"prediction name {name!r} must not contain a path separator")
         buf = io.BytesIO()
-        if compress:
+        if fmt == "png":
+            _write_png8(buf, a, name)
+            atomic_write_bytes(folder / f"{name}.png", buf.getvalue())
+        elif fmt == "npz":
             np.savez_compressed(buf, prob=a)
             atomic_write_bytes(folder / f"{name}.npz", buf.getvalue())
         else:
             np.save(buf, a)
             atomic_write_bytes(folder / f"{name}.npy", buf.getvalue())
         names.append(name)
-    write_json(folder / INDEX_FILE, {"format": "irlib-predictions/1", "scores": scores,
+    write_json(folder / INDEX_FILE, {"format": "irlib-predictions/1", "scores": scores, "file_format": fmt,
                                      "names": names,
                                      "meta": run_metadata(params or {}) if params is not None
                                      else None})
     return folder
+
+
+def _write_png8(buf: io.BytesIO, prob: np.ndarray, name: str) -> None:
+    """``prob`` in [0, 1] as an 8-bit gray PNG of level ``round(255 p)``."""
+    from PIL import Image
+
+    if not np.all(np.isfinite(prob)) or prob.min() < 0 or prob.max() > 1:
+        raise IrlibInputError(f"prediction {name!r}: fmt='png' needs probabilities in [0, 1]")
+    Image.fromarray(np.rint(prob.astype(np.float64) * 255).astype(np.uint8)).save(buf, format="PNG")
 
 
 def _read(path: Path) -> np.ndarray:
