@@ -9,6 +9,7 @@ published logs are in :mod:`irlib.engine.reference`.
 """
 
 from irlib.engine.checkpoint import load_checkpoint, trainable_state
+from irlib.engine.distributed import is_main_process
 from irlib.engine.evaluate import Evaluation, evaluate_model, iter_predictions, predict
 from irlib.engine.history import History
 from irlib.engine.init import apply_head_prior
@@ -25,5 +26,5 @@ __all__ = ["BCELoss", "DiceLoss", "EdgeOHEMBCELoss", "EpochContext", "Evaluation
            "NonFiniteLossError", "Normalize", "Objective", "PrintEvery", "RECIPES", "Recipe", "SirstLoss",
            "SoftIoULoss", "SupervisedObjective", "WarmupLoss", "apply_head_prior", "build_loss", "build_optimizer",
            "build_scheduler", "edge_map", "epoch_batches", "epoch_order", "evaluate_model", "fit", "get_recipe",
-           "iter_predictions", "list_losses", "list_recipes", "load_checkpoint", "predict", "recipe_loss",
-           "resolve_device", "trainable_state"]
+           "is_main_process", "iter_predictions", "list_losses", "list_recipes", "load_checkpoint", "predict",
+           "recipe_loss", "resolve_device", "trainable_state"]

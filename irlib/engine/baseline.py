@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from irlib.engine.evaluate import Evaluation, evaluate_model
+from irlib.engine.distributed import is_main_process
 from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, open_splits, provenance,
                                      recipe_normalize, run_training, write_results)
 from irlib.engine.recipes import RECIPES, Recipe, get_recipe
@@ -63,7 +64,7 @@ def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int,
                           channels_last=channels_last)
     result.row["escape_epoch"] = escape_epoch(result.history.losses)
     result.row["epochs_run"] = len(result.history.rows)
-    if out_dir is not None:
+    if out_dir is not None and is_main_process():
         stem = baseline_stem(settings.dataset, host, recipe, seed)
         meta["data_label"] = data.label
         write_results(stem, [result], out_dir, meta)
@@ -126,8 +127,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         r = train_baseline(args.host, settings, recipe, seed, args.out, args.eval_every, args.device, ckpt,
                            args.resume, args.save_weights, progress=False, channels_last=args.channels_last,
                            stop_after_escape=args.stop_after_escape)
-        print({k: r.row[k] for k in ("host", "recipe", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "final_loss",
-                                     "escape_epoch", "train_time_s")}, flush=True)
+        if is_main_process():
+            print({k: r.row[k] for k in ("host", "recipe", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "final_loss",
+                                         "escape_epoch", "train_time_s")}, flush=True)
 
 
 

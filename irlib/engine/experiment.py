@@ -22,6 +22,7 @@ from irlib.data import open_dataset, reference_normalization
 from irlib.data.stats import dataset_stats
 from irlib.data.torchdata import SirstTorchDataset
 from irlib.data.transforms import JointAugment
+from irlib.engine.distributed import is_main_process
 from irlib.engine.evaluate import Evaluation, evaluate_model
 from irlib.engine.history import History
 from irlib.engine.normalize import Normalize
@@ -136,7 +137,7 @@ class RunResult:
     seed: int
     row: dict[str, Any]
     history: History
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None on ranks other than 0 under torchrun
     deployed: nn.Module
     best: Evaluation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -177,6 +178,8 @@ def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed
                   checkpoint_dir=checkpoint_dir, resume=resume, hooks=hooks, channels_last=channels_last)
     train_time = time.perf_counter() - t0
     deployed = deploy(model).eval()
+    if not is_main_process():  # torchrun: rank 0 scores the test split; the others only train
+        return RunResult(variant, seed, {**(row or {}), "variant": variant, "seed": seed}, history, None, deployed)
     evaluation = evaluate_model(deployed, data.test, data.normalize, device, sweep=True, keep=keep)
     out = {**(row or {}), "variant": variant, "seed": seed, "recipe": recipe.name, "epochs": recipe.epochs,
            "epoch_reported": "last", **evaluation.row(), "final_loss": history.rows[-1].get("loss"),

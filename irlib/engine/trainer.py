@@ -13,6 +13,10 @@ uninterrupted run on CPU, when data randomness comes from the main process's RNG
 (``num_workers=0``) or is keyed per item like :class:`irlib.data.torchdata.SirstTorchDataset`
 (which the loop tells the epoch through ``set_epoch``). Hooks that keep state of their own must
 restore it themselves on resume.
+
+Under ``torchrun`` the same call trains with DistributedDataParallel, the global batch being the
+recipe's ``batch_size`` and the loss that of the global batch (:mod:`irlib.engine.distributed`);
+rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from irlib.engine import distributed
 from irlib.engine.checkpoint import (capture_rng, load_checkpoint, load_trainable_state, restore_rng,
                                      save_checkpoint, trainable_state)
 from irlib.engine.history import History
@@ -82,6 +87,8 @@ class PrintEvery(Hook):
         self.every = max(int(every), 1)
 
     def on_epoch_end(self, ctx: EpochContext) -> None:
+        if not distributed.is_main_process():
+            return
         if (ctx.epoch + 1) % self.every == 0 or ctx.epoch + 1 == ctx.epochs or any(k.startswith("eval_") for k in ctx.row):
             text = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in ctx.row.items())
             print(text, flush=True)
@@ -163,11 +170,13 @@ def _recipe_for(recipe: Recipe | str | None, overrides: dict[str, Any]) -> Recip
 
 
 class _Checkpointer:
-    """Writes ``last.pt`` (+ ``history.json``) and ``best.pt`` atomically into ``directory``."""
+    """Writes ``last.pt`` (+ ``history.json``) and ``best.pt`` atomically into ``directory``.
+    Distributed (``dist``): every rank's RNG states are stored (``rng_ranks``), rank 0 writes."""
 
-    def __init__(self, directory: str | Path | None, fingerprint: dict[str, Any], seed: int) -> None:
+    def __init__(self, directory: str | Path | None, fingerprint: dict[str, Any], seed: int,
+                 dist: distributed.DistContext | None = None) -> None:
         self.dir = Path(directory) if directory is not None else None
-        self.fingerprint, self.seed = fingerprint, seed
+        self.fingerprint, self.seed, self.dist = fingerprint, seed, dist
 
     @property
     def last(self) -> Path | None:
@@ -177,15 +186,21 @@ class _Checkpointer:
              history: History, write_history: bool = False) -> None:
         if self.dir is None:
             return
+        rng, ranks = capture_rng(), {}
+        if self.dist is not None:
+            ranks = {"rng_ranks": self.dist.gather_object(rng)}
+            if not self.dist.is_main:
+                return
         save_checkpoint(self.last, {
             "model": trainable_state(model), "optimizer": optimizer.state_dict(),
-            "scheduler": sched.state_dict(), "rng": capture_rng(), "position": asdict(pos),
-            "history": history.to_dict(), "best_state": history.best_state, "fingerprint": self.fingerprint})
+            "scheduler": sched.state_dict(), "rng": rng, "position": asdict(pos),
+            "history": history.to_dict(), "best_state": history.best_state, "fingerprint": self.fingerprint,
+            **ranks})
         if write_history:
             history.to_json(self.dir / "history.json", params=self.fingerprint, seed=self.seed)
 
     def save_best(self, history: History) -> None:
-        if self.dir is not None and history.best_state is not None:
+        if self.dir is not None and history.best_state is not None and (self.dist is None or self.dist.is_main):
             save_checkpoint(self.dir / BEST_NAME, {"model": history.best_state, "epoch": history.best_epoch,
                                                    "metric": history.best_metric, "value": history.best_value,
                                                    "fingerprint": self.fingerprint})
@@ -201,14 +216,15 @@ class _Checkpointer:
         load_trainable_state(model, ckpt["model"], self.last)
         optimizer.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"])
+        restore_rng(ckpt["rng"] if self.dist is None else ckpt["rng_ranks"][self.dist.rank])
         history = History.from_dict(ckpt["history"])
         history.best_state = ckpt.get("best_state")
         return _Position(**ckpt["position"]), history
 
 
-def _train_step(model: nn.Module, objective: Objective, batch: Any, optimizer: torch.optim.Optimizer,
-                params: list[nn.Parameter], recipe: Recipe, amp: bool, where: str) -> dict[str, float]:
+def _train_step(model: nn.Module | distributed.ShardedModel, objective: Objective, batch: Any,
+                optimizer: torch.optim.Optimizer, params: list[nn.Parameter], recipe: Recipe, amp: bool,
+                where: str) -> dict[str, float]:
     """One optimiser step; returns the logs. Raises :class:`NonFiniteLossError` on NaN/inf."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -241,7 +257,7 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         eval_set: Any = None, eval_every: int = 1, eval_fn: EvalFn | None = None,
         val_set: Any = None, val_metric: str = "IoU", hooks: Sequence[Hook] = (),
         progress: bool = True, num_workers: int = 0, max_steps: int | None = None,
-        channels_last: bool = False, **recipe_changes: Any) -> History:
+        channels_last: bool = False, sync_bn: bool = False, **recipe_changes: Any) -> History:
     """Train ``model`` on ``train_set`` (items ``{"image", "mask", "name"[, "weight"]}``) with
     ``recipe`` and return its History.
 
@@ -271,6 +287,15 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         max_steps: stop (with a checkpoint) after this many optimiser steps in total.
         channels_last: keep the model's weights in channels-last memory order (about 1.2x
             faster convolutions on CPU here; the same arithmetic up to float rounding).
+        sync_bn: under ``torchrun`` (more than one process), replace the model's BatchNorm layers
+            by SyncBatchNorm (statistics over the global batch; CUDA only). Ignored in one process.
+
+    Distributed: launched by ``torchrun --nproc_per_node N`` the call trains with DDP on
+    ``cuda:LOCAL_RANK`` (nccl) or the CPU (gloo); ``batch_size`` is the global batch (it must be
+    divisible by N), each rank loads its shard and the loss is that of the global batch
+    (:mod:`irlib.engine.distributed`). Rank 0 evaluates ``eval_set`` / ``val_set`` (the others
+    wait for its scores), writes checkpoints and history and shows progress; every rank returns
+    rank 0's History. ``resume`` needs ``checkpoint_dir`` on a file system all ranks see.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf; the message names epoch, step and loss terms.
@@ -280,6 +305,9 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
     if n == 0:
         raise IrlibInputError("fit: train_set is empty")
     device = resolve_device(device)
+    dctx = distributed.setup(device)
+    if dctx is not None:
+        device = dctx.device
     amp = recipe.amp and device.type == "cuda"
     seed_everything(seed)
     model.to(device).train()
@@ -287,6 +315,8 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         model.to(memory_format=torch.channels_last)
     if recipe.head_prior is not None:
         apply_head_prior(model, recipe.head_prior)
+    if dctx is not None and sync_bn:
+        distributed.convert_sync_bn(model, dctx)
     if objective is None:
         objective = SupervisedObjective(recipe_loss(recipe), normalize)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -294,26 +324,38 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         raise IrlibInputError("fit: the model has no parameter with requires_grad=True")
     optimizer = build_optimizer(model, recipe)
     bs = min(recipe.batch_size, n)
-    steps_per_epoch = len(epoch_batches(n, bs, seed, 0, recipe.drop_last, recipe.skip_singleton_batch))
+    first_batches = epoch_batches(n, bs, seed, 0, recipe.drop_last, recipe.skip_singleton_batch)
+    steps_per_epoch = len(first_batches)
     if steps_per_epoch == 0:
         raise IrlibInputError(f"fit: {n} training images give no batch of {bs} with drop_last")
+    if dctx is not None:
+        dctx.check_batches(bs, [len(b) for b in first_batches])
     sched = build_scheduler(optimizer, recipe, steps_per_epoch)
     fingerprint = {"n": n, "batch_size": bs, "steps_per_epoch": steps_per_epoch, "seed": seed,
                    "recipe": recipe.to_dict()}
+    if dctx is not None:
+        fingerprint["world_size"] = dctx.world_size
     if eval_fn is None and (eval_set is not None or val_set is not None):
         from irlib.engine.evaluate import evaluate_model
 
         def eval_fn(m: nn.Module, ds: Any) -> dict[str, float]:
             return evaluate_model(m, ds, normalize=normalize, device=device).metrics
 
-    ckpt = _Checkpointer(checkpoint_dir, fingerprint, seed)
+    ckpt = _Checkpointer(checkpoint_dir, fingerprint, seed, dctx)
     history, pos = History(), _Position()
     restored = ckpt.restore(model, optimizer, sched) if resume else None
     if restored is not None:
         pos, history = restored
+    if dctx is not None:
+        if resume:
+            dctx.check_same(restored is not None, f"whether {ckpt.last} exists (resume needs a shared checkpoint_dir)")
+        if restored is None:
+            dctx.seed(seed)
     if max_steps is not None and pos.global_step >= max_steps:
         history.global_step = pos.global_step
         return history
+    runner = model if dctx is None else dctx.wrap(model)
+    is_main = dctx is None or dctx.is_main
 
     for epoch in range(pos.epoch, recipe.epochs):
         t0 = time.perf_counter()
@@ -325,16 +367,24 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         if hasattr(objective, "set_epoch"):
             objective.set_epoch(epoch)
         batches = epoch_batches(n, bs, seed, epoch, recipe.drop_last, recipe.skip_singleton_batch)
-        loader = DataLoader(train_set, batch_sampler=batches[pos.step_in_epoch:], num_workers=num_workers,
+        todo, gen_seed = batches[pos.step_in_epoch:], _mix(seed, epoch, pos.step_in_epoch)
+        if dctx is not None:  # this rank's shard of every global batch; its own loader seed
+            todo = [b[slice(*dctx.bounds(len(b)))] for b in todo]
+            gen_seed = _mix(seed, epoch, pos.step_in_epoch, dctx.rank)
+        loader = DataLoader(train_set, batch_sampler=todo, num_workers=num_workers,
                             worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(_mix(seed, epoch, pos.step_in_epoch)))
-        bar = tqdm(total=len(batches), initial=pos.step_in_epoch, disable=not progress,
+                            generator=torch.Generator().manual_seed(gen_seed))
+        bar = tqdm(total=len(batches), initial=pos.step_in_epoch, disable=not progress or not is_main,
                    desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False)
         for batch in loader:
             where = (f"epoch {epoch + 1}/{recipe.epochs}, step {pos.step_in_epoch + 1}/{len(batches)} "
                      f"(global step {pos.global_step + 1})")
+            batch = to_device(batch, device)
+            if dctx is not None:  # the global batch on every rank; the runner computes this rank's rows
+                batch = dctx.gather_batch(batch, len(batches[pos.step_in_epoch]))
+                runner.set_batch(len(batches[pos.step_in_epoch]))
             try:
-                logs = _train_step(model, objective, to_device(batch, device), optimizer, params, recipe, amp, where)
+                logs = _train_step(runner, objective, batch, optimizer, params, recipe, amp, where)
             except NonFiniteLossError:
                 bar.close()
                 raise
@@ -350,25 +400,31 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
                 ckpt.save(model, optimizer, sched, pos, history)
             if max_steps is not None and pos.global_step >= max_steps:
                 bar.close()
+                if dctx is not None:
+                    dctx.sync_buffers(model)
                 history.global_step = pos.global_step
                 ckpt.save(model, optimizer, sched, pos, history)
                 return history
         bar.close()
+        if dctx is not None:  # every rank evaluates, tracks and returns rank 0's model
+            dctx.sync_buffers(model)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: v / max(pos.count, 1) for k, v in pos.sums.items()})
         row.update({"lr": optimizer.param_groups[0]["lr"], "steps": pos.count,
                     "time_s": round(time.perf_counter() - t0, 3)})
         if (epoch + 1) % max(eval_every, 1) == 0 or epoch + 1 == recipe.epochs:
-            if eval_set is not None:
-                row.update({f"eval_{k}": v for k, v in _score(model, eval_fn, eval_set).items()})
-            if val_set is not None:
-                val = _score(model, eval_fn, val_set)
-                row.update({f"val_{k}": v for k, v in val.items()})
-                if _track_best(history, model, epoch + 1, val_metric, val):
+            scores = _evaluate(model, eval_fn, eval_set, val_set, dctx)
+            if "eval" in scores:
+                row.update({f"eval_{k}": v for k, v in scores["eval"].items()})
+            if "val" in scores:
+                row.update({f"val_{k}": v for k, v in scores["val"].items()})
+                if _track_best(history, model, epoch + 1, val_metric, scores["val"]):
                     ckpt.save_best(history)
         ctx.row = row
         for hook in hooks:
             hook.on_epoch_end(ctx)
+        if dctx is not None:  # rank 0's row and stop decision on every rank
+            row, ctx.stop = dctx.broadcast((row, ctx.stop))
         history.append(row)
         pos = _Position(epoch=epoch + 1, global_step=pos.global_step)
         history.global_step = pos.global_step
@@ -380,6 +436,29 @@ def fit(model: nn.Module, train_set: Dataset, recipe: Recipe | str | None = None
         ckpt.save(model, optimizer, sched, pos, history, write_history=True)
     history.completed = True
     return history
+
+
+def _evaluate(model: nn.Module, eval_fn: EvalFn | None, eval_set: Any, val_set: Any,
+              dctx: distributed.DistContext | None) -> dict[str, dict[str, float]]:
+    """``{"eval": scores, "val": scores}`` for the sets given; distributed: scored on rank 0 and
+    sent to every rank (an error there is raised on every rank)."""
+    scores: dict[str, Any] = {}
+    if dctx is None or dctx.is_main:
+        try:
+            if eval_set is not None:
+                scores["eval"] = _score(model, eval_fn, eval_set)
+            if val_set is not None:
+                scores["val"] = _score(model, eval_fn, val_set)
+        except Exception as exc:
+            if dctx is None:
+                raise
+            dctx.broadcast({"error": f"{type(exc).__name__}: {exc}"})
+            raise
+    if dctx is not None:
+        scores = dctx.broadcast(scores)
+        if "error" in scores:
+            raise RuntimeError(f"evaluation failed on rank 0: {scores['error']}")
+    return scores
 
 
 def _track_best(history: History, model: nn.Module, epoch: int, metric: str, scores: dict[str, float]) -> bool:
