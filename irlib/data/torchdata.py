@@ -8,6 +8,12 @@ any number of DataLoader workers; call :meth:`SirstTorchDataset.set_epoch` befor
 (with ``persistent_workers=True`` the workers keep the epoch they were started with, so do not
 combine the two). Eval mode returns the native image unchanged; batch it with batch size 1
 (sizes differ) or pad with :func:`irlib.data.transforms.pad_to_multiple`.
+
+With an aligned augmentation (``JointAugment(..., align=s)``, off by default) training items also
+say where their crop came from, for FDEP's frozen-feature cache (:mod:`irlib.fdep.cache`):
+``"index"`` (this dataset's index), ``"variant"`` (flips, ``0..7``, see
+:class:`irlib.data.transforms.CropGeometry`) and ``"offset"`` (``(top, left)`` of the crop in the
+image padded to the crop, int64). Without alignment the items are exactly as before.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ class SirstTorchDataset(Dataset):
 
     ``extra_maps(sample) -> {key: (H,W) or (C,H,W) array}`` adds aligned maps (point labels,
     priors), augmented together with image and mask and returned as float tensors under their
-    keys (``(H, W)`` maps gain a channel axis).
+    keys (``(H, W)`` maps gain a channel axis). Training items of an aligned augmentation also
+    carry ``"index"``, ``"variant"`` and ``"offset"`` (see the module docstring).
     """
 
     def __init__(self, base: Sequence[Sample], train: bool, crop_size: int | Sequence[int] = 256,
@@ -54,6 +61,12 @@ class SirstTorchDataset(Dataset):
         out.seed, out.epoch = int(seed), 0
         return out
 
+    def with_augment(self, augment: JointAugment) -> "SirstTorchDataset":
+        """The same dataset (seed, epoch, images) with another training augmentation."""
+        out = copy.copy(self)
+        out.augment = augment
+        return out
+
     def rng_for(self, index: int) -> np.random.Generator:
         """The generator that drives the augmentation of ``index`` in the current epoch."""
         return np.random.default_rng([self.seed, self.epoch, int(index)])
@@ -66,12 +79,20 @@ class SirstTorchDataset(Dataset):
         extras = self.extra_maps(sample) if self.extra_maps is not None else {}
         keys = list(extras)
         arrays = [sample.image, sample.mask, *(np.asarray(extras[k]) for k in keys)]
-        if self.train:
+        geometry = None
+        if self.train and getattr(self.augment, "align", None) is not None:
+            out, geometry = self.augment.with_geometry(self.rng_for(index), *arrays)
+            arrays = list(out)
+        elif self.train:
             arrays = list(self.augment(self.rng_for(index), *arrays))
         item: dict[str, Any] = {"image": _chw(arrays[0]), "mask": _chw(arrays[1]),
                                 "name": sample.name}
         for k, a in zip(keys, arrays[2:]):
             item[k] = _chw(a)
+        if geometry is not None:
+            item["index"] = int(index)
+            item["variant"] = geometry.variant
+            item["offset"] = torch.tensor([geometry.top, geometry.left], dtype=torch.int64)
         return item
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ changes how the image is augmented.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -50,7 +51,7 @@ MAX_CROP_DRAWS = 1000
 
 def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np.random.Generator,
                 pad_values: Sequence[float] | None = None, pos_prob: float | None = None,
-                target_index: int = 1) -> list[np.ndarray]:
+                target_index: int = 1, align: int = 1) -> list[np.ndarray]:
     """Crop the same random ``size`` window from every array.
 
     Arrays smaller than ``size`` are first padded at the bottom/right, array ``i`` with
@@ -62,7 +63,27 @@ def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np
     again. With ``pos_prob=None`` two integers are drawn and nothing else. An image without any
     target pixel accepts its first draw (BasicIRSTD would loop forever), and so does any image after
     :data:`MAX_CROP_DRAWS` draws.
+
+    ``align`` > 1 draws each offset uniformly among the multiples of ``align`` that keep the window
+    inside the padded array (see :func:`crop_window`); 1 (default) is the rule above, unchanged.
     """
+    return crop_window(arrays, size, rng, pad_values, pos_prob, target_index, align)[0]
+
+
+def crop_window(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np.random.Generator,
+                pad_values: Sequence[float] | None = None, pos_prob: float | None = None,
+                target_index: int = 1, align: int = 1) -> tuple[list[np.ndarray], tuple[int, int]]:
+    """:func:`random_crop` that also returns the window's ``(top, left)`` in the padded array.
+
+    ``align`` > 1 (FDEP's frozen-feature cache, :mod:`irlib.fdep.cache`) snaps the crop to a grid:
+    ``top = align * k`` with ``k`` uniform in ``0 .. (H_pad - h_crop) // align`` (same for
+    ``left``), so a feature map of stride dividing ``align`` computed on the whole image can be cut
+    exactly at the crop. This deviates from BasicIRSTD's crops (any pixel offset): the last
+    ``(H_pad - h_crop) % align`` offsets are never drawn. The target-biased rule is unchanged.
+    """
+    if int(align) < 1:
+        raise IrlibInputError(f"align must be >= 1, got {align}")
+    align = int(align)
     h, w = _hw(arrays)
     ch, cw = _size2(size)
     if pad_values is None:
@@ -74,13 +95,17 @@ def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np
     target = padded[target_index] > 0 if pos_prob is not None else None
     has_target = target is not None and bool(target.any())
     for _ in range(MAX_CROP_DRAWS):
-        top = int(rng.integers(0, ph - ch + 1))
-        left = int(rng.integers(0, pw - cw + 1))
+        if align == 1:
+            top = int(rng.integers(0, ph - ch + 1))
+            left = int(rng.integers(0, pw - cw + 1))
+        else:
+            top = align * int(rng.integers(0, (ph - ch) // align + 1))
+            left = align * int(rng.integers(0, (pw - cw) // align + 1))
         if target is None or not has_target:
             break
         if rng.random() > pos_prob or target[..., top:top + ch, left:left + cw].any():
             break
-    return [a[..., top:top + ch, left:left + cw] for a in padded]
+    return [a[..., top:top + ch, left:left + cw] for a in padded], (top, left)
 
 
 def flip(arrays: Sequence[np.ndarray], horizontal: bool = False, vertical: bool = False
@@ -112,11 +137,43 @@ def random_dihedral(arrays: Sequence[np.ndarray], rng: np.random.Generator, hfli
 
     Together they reach all 8 flips/rotations of the square. Three uniforms are always drawn.
     """
+    return apply_dihedral(arrays, *dihedral_flags(rng, hflip, vflip, transpose_))
+
+
+def dihedral_flags(rng: np.random.Generator, hflip: bool = True, vflip: bool = True,
+                   transpose_: bool = True) -> tuple[bool, bool, bool]:
+    """The ``(horizontal, vertical, transpose)`` choices of :func:`random_dihedral` (three uniforms)."""
     u = rng.random(3)
-    out = flip(arrays, horizontal=hflip and u[0] < 0.5, vertical=vflip and u[1] < 0.5)
-    if transpose_ and u[2] < 0.5:
+    return bool(hflip and u[0] < 0.5), bool(vflip and u[1] < 0.5), bool(transpose_ and u[2] < 0.5)
+
+
+def apply_dihedral(arrays: Sequence[np.ndarray], horizontal: bool, vertical: bool,
+                   transpose_: bool) -> list[np.ndarray]:
+    """Flip left-right, then up-down, then transpose, each when asked (the order of
+    :func:`random_dihedral`)."""
+    out = flip(arrays, horizontal=horizontal, vertical=vertical)
+    if transpose_:
         out = transpose(out)
     return out
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where a training crop came from: its window ``(top, left)`` in the image padded to the crop
+    (bottom/right) and the flips applied to it afterwards (in the order of :func:`apply_dihedral`).
+
+    ``variant`` packs the flips into ``0..7``: ``hflip + 2 * vflip + 4 * transpose``.
+    """
+
+    top: int
+    left: int
+    hflip: bool
+    vflip: bool
+    transpose: bool
+
+    @property
+    def variant(self) -> int:
+        return int(self.hflip) + 2 * int(self.vflip) + 4 * int(self.transpose)
 
 
 class JointAugment:
@@ -131,29 +188,50 @@ class JointAugment:
             give the normalisation mean to pad with mean gray, as BasicIRSTD and irlib's
             evaluation do). Masks and extra maps are padded with 0.
         pos_prob: BasicIRSTD's target-biased crop (see :func:`random_crop`); ``None`` = uniform.
+        align: snap crop offsets to multiples of ``align`` (FDEP's frozen-feature cache; a
+            deviation from BasicIRSTD's crops, see :func:`crop_window`). ``None`` (default): off.
+            Needs a crop size that is a multiple of ``align``.
     """
 
     def __init__(self, crop_size: int | Sequence[int] | None = 256, hflip: bool = True,
                  vflip: bool = True, transpose: bool = True, image_pad: float = 0.0,
-                 pos_prob: float | None = None) -> None:
+                 pos_prob: float | None = None, align: int | None = None) -> None:
         if pos_prob is not None and not 0.0 <= pos_prob <= 1.0:
             raise IrlibInputError(f"pos_prob must be in [0, 1] or None, got {pos_prob}")
         self.crop_size = crop_size
         self.hflip, self.vflip, self.transpose = hflip, vflip, transpose
         self.image_pad, self.pos_prob = float(image_pad), pos_prob
+        self.align = None
+        if align is not None:
+            self.align = int(align)
+            if self.align < 1 or crop_size is None or any(c % self.align for c in _size2(crop_size)):
+                raise IrlibInputError(f"align={align} needs a crop size that is a multiple of it, "
+                                      f"got crop_size={crop_size}")
 
     def __call__(self, rng: np.random.Generator, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        out = list(arrays)
+        return self.with_geometry(rng, *arrays)[0]
+
+    def with_geometry(self, rng: np.random.Generator, *arrays: np.ndarray
+                      ) -> tuple[tuple[np.ndarray, ...], CropGeometry]:
+        """The augmented arrays (as :meth:`__call__`, same draws) and where the crop came from."""
+        out, (top, left) = list(arrays), (0, 0)
         if self.crop_size is not None:
             pads = [self.image_pad] + [0.0] * (len(out) - 1)
-            out = random_crop(out, self.crop_size, rng, pads, self.pos_prob)
+            out, (top, left) = crop_window(out, self.crop_size, rng, pads, self.pos_prob, align=self.align or 1)
         square = out[0].shape[-2] == out[0].shape[-1]
-        out = random_dihedral(out, rng, self.hflip, self.vflip, self.transpose and square)
-        return tuple(np.ascontiguousarray(a) for a in out)
+        flags = dihedral_flags(rng, self.hflip, self.vflip, self.transpose and square)
+        out = apply_dihedral(out, *flags)
+        return tuple(np.ascontiguousarray(a) for a in out), CropGeometry(top, left, *flags)
+
+    def aligned(self, align: int | None) -> "JointAugment":
+        """A copy whose crop offsets snap to multiples of ``align`` (``None``: not snapped)."""
+        return JointAugment(self.crop_size, self.hflip, self.vflip, self.transpose, self.image_pad,
+                            self.pos_prob, align)
 
     def __repr__(self) -> str:
+        extra = f", align={self.align}" if self.align is not None else ""
         return (f"JointAugment(crop_size={self.crop_size}, hflip={self.hflip}, vflip={self.vflip}, "
-                f"transpose={self.transpose}, image_pad={self.image_pad:.6g}, pos_prob={self.pos_prob})")
+                f"transpose={self.transpose}, image_pad={self.image_pad:.6g}, pos_prob={self.pos_prob}{extra})")
 
 
 def _is_tensor(x: Any) -> bool:

@@ -133,18 +133,24 @@ class CoISD(nn.Module):
             features = self.encoder(raw).features
         return [features[i] for i in self.vfm_layers]
 
-    def forward_branches(self, raw: torch.Tensor, x: torch.Tensor,
-                         shared_once: bool = True) -> tuple[Output, Output]:
+    def forward_branches(self, raw: torch.Tensor, x: torch.Tensor, shared_once: bool = True,
+                         vfm: list[torch.Tensor] | None = None) -> tuple[Output, Output]:
         """Return ``(main, light)`` logits for raw [0, 1] images and their host-normalised copy.
 
         With ``shared_once`` (default) a deep-supervision list ``main`` keeps only the outputs
         that depend on the bottleneck (final first, host order); the others equal the light
         branch's and are counted there. ``shared_once=False`` returns every main output.
+        ``vfm``: the SAMF inputs already at hand (one map per SAMF, e.g. cut from whole-image
+        maps by :class:`irlib.fdep.cache.FrozenFeatures`); by default the encoder runs on ``raw``.
         """
         size = tuple(x.shape[-2:])
         feats = self.host.encode(x)
+        if vfm is None:
+            vfm = self.vfm_features(raw)
+        elif len(vfm) != len(self.vfm_layers):
+            raise IrlibInputError(f"vfm: {len(vfm)} feature maps for {len(self.vfm_layers)} SAMF modules")
         # view_as: a graph node of the main branch's own, even if the SAMF chain were empty
-        fused = self.samf(feats.bottleneck, self.vfm_features(raw)).view_as(feats.bottleneck)
+        fused = self.samf(feats.bottleneck, vfm).view_as(feats.bottleneck)
         main_feats: HostFeatures = replace(feats, bottleneck=fused)
         if self.main_bn_stats == "light":
             with frozen_batchnorm_stats(self.host):

@@ -8,6 +8,8 @@ deployed host at native resolution, last epoch, IoU / nIoU / Pd / Fa at 0.5 and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,16 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
 from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, summarize
 from irlib.engine.recipes import Recipe, get_recipe
-from irlib.fdep.coisd import CoISD
+from irlib.fdep.cache import FrozenFeatures, required_align
+from irlib.fdep.coisd import CoISD, choose_vfm_layers
 from irlib.fdep.objective import CoISDObjective
+from irlib.fdep.store import DiskStore, MemoryStore
 from irlib.models import count_params, create_model
 from irlib.paths import resolve_profile
 from irlib.vfm import create_encoder
 
 VARIANTS = ("baseline", "fdep")
+#: ``FdepConfig.vfm_cache`` values: per-crop encoder (None), or whole-image maps cut to the crop.
+VFM_CACHE_MODES = (None, "full", "memory", "disk")
 
 #: Option names that have their own config field (option -> field).
 _ENCODER_FIELDS = {"weights": "encoder_weights", "name": "encoder"}
@@ -53,6 +60,13 @@ class FdepConfig:
     * ``samf_options``: every other keyword of :class:`~irlib.fdep.coisd.CoISD` and
       :class:`~irlib.fdep.samf.SAMF` (``kernel_size``, ``proj_kernel``, ``out_act``,
       ``main_bn_stats``, ...), passed through as they are, so new options need no new field.
+
+    Frozen-feature caching (:mod:`irlib.fdep.cache`, docs/fdep.md): ``vfm_cache=None`` (default)
+    runs the encoder on every crop. Any other value aligns the training crops of **both** arms to
+    the encoder's coarsest grid (a deviation from BasicIRSTD's crops) and cuts the SAMF inputs
+    from the encoder's maps of the whole padded, flipped image: ``"full"`` computes them every step
+    (uncached reference), ``"memory"`` keeps them in RAM up to ``vfm_cache_gib`` (then refuses new
+    entries), ``"disk"`` under ``vfm_cache_dir``; ``vfm_cache_dtype="float16"`` halves the memory.
     """
 
     dataset: str = "synthetic"
@@ -87,9 +101,19 @@ class FdepConfig:
     # real data: a mask whose size differs from its image (NUAA-SIRST Misc_111) is resized to the
     # image with nearest neighbour and a warning ("resize_mask"), or stops the run ("raise")
     on_size_mismatch: str = "resize_mask"
+    vfm_cache: str | None = None
+    vfm_cache_gib: float = 4.0
+    vfm_cache_dtype: str = "float32"
+    vfm_cache_dir: str | None = None
     profile: str = "demo"
 
     def __post_init__(self) -> None:
+        if self.vfm_cache not in VFM_CACHE_MODES:
+            raise ValueError(f"vfm_cache must be one of {VFM_CACHE_MODES}, got {self.vfm_cache!r}")
+        if self.vfm_cache_dtype not in ("float32", "float16"):
+            raise ValueError(f"vfm_cache_dtype must be 'float32' or 'float16', got {self.vfm_cache_dtype!r}")
+        if self.vfm_cache == "disk" and not self.vfm_cache_dir:
+            raise ValueError("vfm_cache='disk' needs vfm_cache_dir")
         self.encoder_options = dict(self.encoder_options or {})
         self.samf_options = dict(self.samf_options or {})
         if self.vfm_layers is not None:
@@ -142,7 +166,33 @@ def load_data(cfg: FdepConfig, seed: int | None = None) -> ExperimentData:
     """The splits of ``cfg.dataset`` cropped and normalised as the recipe says; the training
     crops are drawn from ``seed`` (default: the first of ``cfg.seeds``)."""
     seed = cfg.seeds[0] if seed is None else seed
-    return engine_experiment.load_data(cfg.data_settings(), cfg.training_recipe(), seed)
+    data = engine_experiment.load_data(cfg.data_settings(), cfg.training_recipe(), seed)
+    if cfg.vfm_cache is not None:  # both arms train on the same aligned crops
+        data = replace(data, train=data.train.with_augment(data.train.augment.aligned(vfm_align(cfg))))
+    return data
+
+
+def vfm_align(cfg: FdepConfig) -> int:
+    """The crop grid frozen-feature caching needs for ``cfg``'s encoder and layers (builds it)."""
+    encoder = create_encoder(cfg.encoder, weights=cfg.encoder_weights, **cfg.encoder_options)
+    return required_align(encoder, choose_vfm_layers(encoder, cfg.num_samf, cfg.vfm_layers))
+
+
+def feature_source(cfg: FdepConfig, model: CoISD, train: SirstTorchDataset) -> FrozenFeatures | None:
+    """The SAMF inputs' source ``cfg.vfm_cache`` asks for (``None``: the encoder runs per crop)."""
+    if cfg.vfm_cache is None:
+        return None
+    dtype = torch.float16 if cfg.vfm_cache_dtype == "float16" else torch.float32
+    store: MemoryStore | DiskStore | None = None
+    if cfg.vfm_cache == "memory":
+        store = MemoryStore(int(cfg.vfm_cache_gib * 2**30))
+    elif cfg.vfm_cache == "disk":
+        key = {k: getattr(cfg, k) for k in ("dataset", "encoder", "encoder_weights", "encoder_options",
+                                            "num_samf", "vfm_layers", "vfm_cache_dtype")}
+        key.update(augment=repr(train.augment), images=len(train))
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        store = DiskStore(Path(cfg.vfm_cache_dir).expanduser() / f"{results_stem(cfg)}_{digest}")
+    return FrozenFeatures.for_model(model, train, store, dtype)
 
 
 def build_model(cfg: FdepConfig, variant: str, seed: int) -> nn.Module:
@@ -169,15 +219,20 @@ def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, prog
     data = replace(data, train=data.train.with_seed(seed))
     model = build_model(cfg, variant, seed)
     is_fdep = isinstance(model, CoISD)
-    objective = CoISDObjective(recipe.loss, cfg.lam, data.normalize) if is_fdep else None
+    features = feature_source(cfg, model, data.train) if is_fdep else None
+    objective = CoISDObjective(recipe.loss, cfg.lam, data.normalize, features) if is_fdep else None
     row = {"dataset": cfg.dataset, "host": cfg.host, "encoder": cfg.encoder if is_fdep else "none",
            "encoder_is_stand_in": bool(model.encoder.is_stand_in) if is_fdep else None,
            "encoder_description": model.encoder.description if is_fdep else "",
            "lambda": cfg.lam if is_fdep else None, "profile": cfg.profile}
+    if cfg.vfm_cache is not None:
+        row.update(vfm_cache=cfg.vfm_cache, crop_align=data.train.augment.align)
     result = run_training(model, data, recipe, seed=seed, variant=variant, objective=objective,
                           deploy=(lambda m: m.export_host()) if is_fdep else None, eval_every=cfg.eval_every,
                           device=cfg.device, keep=keep, progress=progress, row=row)
     result.row["deployed_params"] = count_params(result.deployed)
+    if features is not None:
+        result.extra["vfm_cache"] = features.summary()
     return result
 
 
@@ -197,5 +252,6 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
     return engine_experiment.write_results(results_stem(cfg), runs, out_dir, metadata or provenance(cfg))
 
 
-__all__ = ["FdepConfig", "PROFILES", "RunResult", "VARIANTS", "build_model", "load_data",
-           "make_config", "provenance", "results_stem", "run_arm", "summarize", "write_results"]
+__all__ = ["FdepConfig", "PROFILES", "RunResult", "VARIANTS", "VFM_CACHE_MODES", "build_model",
+           "feature_source", "load_data", "make_config", "provenance", "results_stem", "run_arm", "summarize",
+           "vfm_align", "write_results"]
