@@ -101,3 +101,27 @@ def test_sam_feature_maps_feed_samf_exactly_or_the_build_refuses() -> None:
     with pytest.raises(IrlibInputError, match="vfm_layers"):
         fx.build_model(fx.make_config("smoke", encoder_options=TINY_SAM, vfm_layers=[0, 1, 5, 6], **sam),
                        "fdep", 0)
+
+
+def test_paper_profile_refuses_a_stand_in_encoder_unless_allowed() -> None:
+    from irlib.errors import IrlibInputError
+    from irlib.fdep import experiment as fx
+
+    assert fx.make_config("paper").encoder == "dinov2_vitb14"
+    cfg = fx.make_config("paper", encoder="tiny_cnn_random")
+    with pytest.raises(IrlibInputError, match="stand-in"):
+        fx.build_model(cfg, "fdep", 0)
+    allowed = fx.make_config("paper", encoder="tiny_cnn_random", allow_stand_in=True)
+    assert fx.build_model(allowed, "fdep", 0).encoder.is_stand_in
+    fx.build_model(fx.make_config("demo", encoder="tiny_cnn_random"), "fdep", 0)   # other profiles: no check
+
+
+def test_figure_titles_name_the_encoder_stand_in_and_protocol() -> None:
+    from types import SimpleNamespace
+
+    from irlib.fdep import experiment as fx
+
+    cfg = fx.make_config("demo", dataset="NUAA-SIRST")
+    title = fx.protocol_title(cfg, [SimpleNamespace(row={"encoder_is_stand_in": True})])
+    assert "efficientnet_lite0 (STAND-IN for DINO)" in title and "recipe cpu_demo" in title
+    assert "STAND-IN" not in fx.protocol_title(cfg, [SimpleNamespace(row={"encoder_is_stand_in": False})])
