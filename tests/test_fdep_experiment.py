@@ -125,3 +125,15 @@ def test_figure_titles_name_the_encoder_stand_in_and_protocol() -> None:
     title = fx.protocol_title(cfg, [SimpleNamespace(row={"encoder_is_stand_in": True})])
     assert "efficientnet_lite0 (STAND-IN for DINO)" in title and "recipe cpu_demo" in title
     assert "STAND-IN" not in fx.protocol_title(cfg, [SimpleNamespace(row={"encoder_is_stand_in": False})])
+
+
+def test_fdep_runs_keep_their_test_maps_for_notebook_03(tmp_path) -> None:
+    from irlib.metrics.io import has_predictions
+
+    cfg = fx.make_config("smoke", encoder="tiny_cnn_random", epochs=1)
+    data = fx.load_data(cfg)
+    fx.run_arm(cfg, "fdep", 0, data, progress=False, predictions_root=tmp_path)
+    folder = fx.predictions_folder(cfg, "fdep", 0, tmp_path)
+    assert folder == tmp_path / "synthetic" / f"{fx.results_stem(cfg)}_fdep_seed0"
+    names = [data.test[i].name for i in range(len(data.test))]
+    assert has_predictions(folder, names) and all((folder / f"{n}.png").is_file() for n in names)

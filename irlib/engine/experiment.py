@@ -158,13 +158,14 @@ def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed
                  eval_every: int = 0, device: str = "auto", keep: Sequence[int] = (0, 1, 2, 3),
                  checkpoint_dir: str | Path | None = None, resume: bool = False, hooks: Sequence[Hook] = (),
                  progress: bool = True, row: dict[str, Any] | None = None,
-                 channels_last: bool = False) -> RunResult:
+                 channels_last: bool = False, predictions_dir: str | Path | None = None) -> RunResult:
     """Train ``model`` with ``recipe`` and score ``deploy(model)`` on the test split.
 
     ``eval_every`` > 0 also scores the test split every that many epochs into the history as
     ``eval_*`` columns: a monitoring curve, never used to choose anything. The reported result
     is the last epoch; with a validation split the best-on-validation epoch is scored too and
-    reported under ``best_val_*`` columns.
+    reported under ``best_val_*`` columns. ``predictions_dir`` keeps the last epoch's test
+    probability maps there (8-bit PNG, irlib's predictions format: notebook 03 reads them).
     """
     deploy = deploy or (lambda m: m)
 
@@ -180,7 +181,8 @@ def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed
     deployed = deploy(model).eval()
     if not is_main_process():  # torchrun: rank 0 scores the test split; the others only train
         return RunResult(variant, seed, {**(row or {}), "variant": variant, "seed": seed}, history, None, deployed)
-    evaluation = evaluate_model(deployed, data.test, data.normalize, device, sweep=True, keep=keep)
+    evaluation = evaluate_model(deployed, data.test, data.normalize, device, sweep=True, keep=keep,
+                                out_dir=predictions_dir, save_format="png")
     out = {**(row or {}), "variant": variant, "seed": seed, "recipe": recipe.name, "epochs": recipe.epochs,
            "epoch_reported": "last", **evaluation.row(), "final_loss": history.rows[-1].get("loss"),
            "train_time_s": round(train_time, 1), "deviations": ", ".join(f"{k}={v}" for k, v in

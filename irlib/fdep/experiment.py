@@ -240,8 +240,9 @@ def protocol_title(cfg: FdepConfig, runs: Sequence[RunResult] = ()) -> str:
 
 
 def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, progress: bool = True,
-            keep: Sequence[int] = (0, 1, 2, 3)) -> RunResult:
-    """Train one arm with ``seed`` (crops drawn from ``seed`` too) and evaluate its deployed host."""
+            keep: Sequence[int] = (0, 1, 2, 3), predictions_root: str | Path | None = None) -> RunResult:
+    """Train one arm with ``seed`` (crops drawn from ``seed`` too) and evaluate its deployed host.
+    With ``predictions_root`` its test maps go to :func:`predictions_folder` (notebook 03 reads them)."""
     recipe = cfg.training_recipe()
     data = replace(data, train=data.train.with_seed(seed))
     model = build_model(cfg, variant, seed)
@@ -256,11 +257,19 @@ def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, prog
         row.update(vfm_cache=cfg.vfm_cache, crop_align=data.train.augment.align)
     result = run_training(model, data, recipe, seed=seed, variant=variant, objective=objective,
                           deploy=(lambda m: m.export_host()) if is_fdep else None, eval_every=cfg.eval_every,
-                          device=cfg.device, keep=keep, progress=progress, row=row)
+                          device=cfg.device, keep=keep, progress=progress, row=row,
+                          predictions_dir=predictions_folder(cfg, variant, seed, predictions_root)
+                          if predictions_root is not None else None)
     result.row["deployed_params"] = count_params(result.deployed)
     if features is not None:
         result.extra["vfm_cache"] = features.summary()
     return result
+
+
+def predictions_folder(cfg: FdepConfig, variant: str, seed: int, root: str | Path) -> Path:
+    """``<root>/<dataset>/<stem>_<variant>_seed<seed>``: where notebook 03 looks for a model's maps
+    (``root`` is ``<results>/predictions``)."""
+    return Path(root) / cfg.dataset / f"{results_stem(cfg)}_{variant}_seed{seed}"
 
 
 def results_stem(cfg: FdepConfig) -> str:
@@ -280,5 +289,5 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
 
 
 __all__ = ["FdepConfig", "PROFILES", "check_paper_encoder", "protocol_title", "RunResult", "VARIANTS", "VFM_CACHE_MODES", "build_model",
-           "feature_source", "load_data", "make_config", "provenance", "results_stem", "run_arm", "summarize",
+           "feature_source", "load_data", "predictions_folder", "make_config", "provenance", "results_stem", "run_arm", "summarize",
            "vfm_align", "write_results"]
