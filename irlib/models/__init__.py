@@ -6,8 +6,8 @@
 
 from irlib.models.base import HostFeatures, HostOutput, SirstHost
 from irlib.models.complexity import count_flops, count_macs, count_params
-from irlib.models.registry import (create_model, list_models, load_host, load_weights, register_model,
-                                   save_host)
+from irlib.models.registry import (create_model, list_models, load_host, load_weights, read_host_meta,
+                                   register_model, save_host)
 
 # importing the architecture files registers them
 from irlib.models.acm import ACM
@@ -18,4 +18,4 @@ from irlib.models.unet import UNet
 
 __all__ = ["ACM", "ALCNet", "DNANet", "HostFeatures", "HostOutput", "MSHNet", "SirstHost", "UNet",
            "count_flops", "count_macs", "count_params", "create_model", "list_models", "load_host",
-           "load_weights", "register_model", "save_host"]
+           "load_weights", "read_host_meta", "register_model", "save_host"]

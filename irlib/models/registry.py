@@ -2,15 +2,22 @@
 
 A host checkpoint written by :func:`save_host` is a ``torch.save`` file holding::
 
-    {"model": "<registered name>", "kwargs": {...}, "state_dict": {...}, "irlib_version": "..."}
+    {"model": "<registered name>", "kwargs": {...}, "state_dict": {...}, "irlib_version": "...",
+     "meta": {...}}
 
 so ``load_host(path)`` (or ``create_model(name, weights=path)``) rebuilds the same network
 with no other code. A bare ``state_dict`` file is accepted by ``create_model`` too.
+
+``meta`` (optional, plain JSON-like values; absent from files written before it existed) states
+how the host is meant to be used, read back by :func:`read_host_meta`. The key read by
+``irlib predict`` is ``"normalize": {"mean": [m], "std": [s]}`` on irlib's [0, 1] gray scale
+(``Normalize.to_dict()``); ``"dataset"`` and ``"recipe"`` are customary provenance.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -109,11 +116,31 @@ def create_model(name: str, weights: str | os.PathLike | None = None, **kwargs: 
     return model
 
 
+def _plain_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain JSON values (what ``torch.load(weights_only=True)`` reads back); objects
+    with a ``to_dict()`` (e.g. :class:`irlib.engine.Normalize`) are converted."""
+    if not isinstance(meta, dict):
+        raise IrlibInputError(f"save_host: meta must be a dict, got {type(meta).__name__}")
+
+    def plain(obj: Any) -> Any:
+        if hasattr(obj, "to_dict"):
+            return obj.to_dict()
+        raise TypeError(f"{type(obj).__name__} is not a JSON value")
+
+    try:
+        return json.loads(json.dumps(meta, default=plain))
+    except (TypeError, ValueError) as exc:
+        raise IrlibInputError(f"save_host: meta must hold plain values (dict, list, str, number, "
+                              f"bool, None): {exc}") from exc
+
+
 def save_host(model: nn.Module, path: str | os.PathLike, name: str | None = None,
-              kwargs: dict[str, Any] | None = None) -> Path:
+              kwargs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a self-describing checkpoint (atomic write); return the path.
 
-    ``name`` / ``kwargs`` default to those recorded by :func:`create_model`.
+    ``name`` / ``kwargs`` default to those recorded by :func:`create_model`. ``meta`` (optional)
+    is stored as plain JSON values and read back by :func:`read_host_meta`, e.g.
+    ``{"normalize": {"mean": [0.396], "std": [0.136]}, "dataset": "NUAA-SIRST"}``.
     """
     name = name or getattr(model, "model_name", None)
     if name is None:
@@ -125,8 +152,11 @@ def save_host(model: nn.Module, path: str | os.PathLike, name: str | None = None
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buf = io.BytesIO()
-    torch.save({"model": str(name).lower(), "kwargs": kwargs, "state_dict": state,
-                "irlib_version": __version__}, buf)
+    payload = {"model": str(name).lower(), "kwargs": kwargs, "state_dict": state,
+               "irlib_version": __version__}
+    if meta is not None:
+        payload["meta"] = _plain_meta(meta)
+    torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
@@ -139,3 +169,11 @@ def load_host(path: str | os.PathLike, **overrides: Any) -> nn.Module:
         raise IrlibInputError(f"{path} is a bare state_dict without the model name; use "
                               "create_model(name, weights=path) instead")
     return create_model(name, weights=path, **overrides)
+
+
+def read_host_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` dict stored by :func:`save_host` in ``path``; ``{}`` for a file written
+    without it (older files, bare state_dicts)."""
+    obj = _read_checkpoint(path)
+    meta = obj.get("meta") if isinstance(obj.get("state_dict"), dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
