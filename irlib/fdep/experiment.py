@@ -22,6 +22,7 @@ from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
 from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, summarize
 from irlib.engine.recipes import Recipe, get_recipe
+from irlib.engine.trainer import PrintEvery
 from irlib.errors import IrlibInputError
 from irlib.fdep.cache import FrozenFeatures, required_align
 from irlib.fdep.coisd import CoISD, choose_vfm_layers
@@ -94,6 +95,7 @@ class FdepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     eval_every: int = 0
+    channels_last: bool = False  # faster CPU convolutions (same arithmetic up to float rounding)
     synthetic_train: int = 512
     synthetic_test: int = 128
     synthetic_size: int = 256
@@ -257,7 +259,8 @@ def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, prog
         row.update(vfm_cache=cfg.vfm_cache, crop_align=data.train.augment.align)
     result = run_training(model, data, recipe, seed=seed, variant=variant, objective=objective,
                           deploy=(lambda m: m.export_host()) if is_fdep else None, eval_every=cfg.eval_every,
-                          device=cfg.device, keep=keep, progress=progress, row=row,
+                          device=cfg.device, keep=keep, progress=progress, row=row, channels_last=cfg.channels_last,
+                          hooks=() if progress else (PrintEvery(10),),
                           predictions_dir=predictions_folder(cfg, variant, seed, predictions_root)
                           if predictions_root is not None else None)
     result.row["deployed_params"] = count_params(result.deployed)
