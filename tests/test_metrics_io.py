@@ -57,9 +57,13 @@ def test_explorer_builds_and_updates_headless():
     prob = np.where(mask, 0.8, 0.02).astype(np.float32)
     counts = evaluate_sweep([prob], [mask])
     ex = ThresholdExplorer([prob], [mask], ["x"], {"m": [prob]}, {"m": counts})
-    ui = ex.widget(threshold=0.3)
+    ui = ex.widget(threshold=0.5)
+    slider = ex._widgets["threshold"]
+    assert slider.value == ex.nearest_threshold(0.5) == 0.495      # a point of the sweep's grid
+    assert f"t={slider.value:.3f}" in ex._widgets["html"].value     # slider and metrics line agree
+    slider.value = ex.nearest_threshold(0.3)
     assert "IoU 100.00" in ex._widgets["html"].value
-    ex._widgets["threshold"].value = 0.9        # moving the slider redraws
+    slider.value = ex.nearest_threshold(0.9)   # moving the slider redraws
     assert "IoU 0.00" in ex._widgets["html"].value and ui is not None
     fig = ex.render("m", 0, 0.5)
     assert len(fig.axes) == 3

@@ -91,6 +91,15 @@ class ThresholdExplorer:
         self.options = options
         self._widgets: dict[str, Any] = {}
 
+    def grid(self) -> np.ndarray | None:
+        """The threshold grid of the sweeps (that of the first method's), ``None`` without sweeps."""
+        return np.asarray(next(iter(self.sweeps.values())).thresholds) if self.sweeps else None
+
+    def nearest_threshold(self, threshold: float) -> float:
+        """``threshold`` moved to the nearest point of :meth:`grid` (unchanged without sweeps)."""
+        grid = self.grid()
+        return float(threshold) if grid is None else float(grid[int(np.argmin(np.abs(grid - threshold)))])
+
     def set_metrics(self, method: str, threshold: float) -> dict[str, float] | None:
         """Set-level IoU/nIoU/Pd/Fa at the grid threshold nearest ``threshold``."""
         c = self.sweeps.get(method)
@@ -158,9 +167,15 @@ class ThresholdExplorer:
         dd = w.Dropdown(options=methods, value=method or methods[0], description="method")
         img = w.IntSlider(value=index, min=0, max=len(self.names) - 1, description="image",
                           continuous_update=False)
-        thr = w.FloatSlider(value=threshold, min=0.005, max=0.995, step=0.005,
-                            description="threshold", readout_format=".3f",
-                            continuous_update=False)
+        grid = self.grid()
+        if grid is None:
+            thr = w.FloatSlider(value=threshold, min=0.005, max=0.995, step=0.005,
+                                description="threshold", readout_format=".3f",
+                                continuous_update=False)
+        else:  # the sweep's own thresholds, so the slider, the overlay and the metrics line agree
+            thr = w.SelectionSlider(options=[(f"{t:.3f}", float(t)) for t in grid],
+                                    value=self.nearest_threshold(threshold), description="threshold",
+                                    continuous_update=False)
         html = w.HTML()
         out = w.Output()
 
