@@ -61,6 +61,7 @@ def test_explorer_builds_and_updates_headless():
     slider = ex._widgets["threshold"]
     assert slider.value == ex.nearest_threshold(0.5) == 0.495      # a point of the sweep's grid
     assert f"t={slider.value:.3f}" in ex._widgets["html"].value     # slider and metrics line agree
+    assert ex._widgets["image"].label == "x"                          # the image slider shows the name
     slider.value = ex.nearest_threshold(0.3)
     assert "IoU 100.00" in ex._widgets["html"].value
     slider.value = ex.nearest_threshold(0.9)   # moving the slider redraws

@@ -165,8 +165,8 @@ class ThresholdExplorer:
 
         methods = list(self.maps)
         dd = w.Dropdown(options=methods, value=method or methods[0], description="method")
-        img = w.IntSlider(value=index, min=0, max=len(self.names) - 1, description="image",
-                          continuous_update=False)
+        img = w.SelectionSlider(options=[(name, i) for i, name in enumerate(self.names)], index=index,
+                                description="image", continuous_update=False)  # shows the image's name
         grid = self.grid()
         if grid is None:
             thr = w.FloatSlider(value=threshold, min=0.005, max=0.995, step=0.005,
