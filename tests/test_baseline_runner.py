@@ -81,3 +81,13 @@ def test_shipped_weights_write_predictions_that_score_alike(tmp_path) -> None:
     for s in test:
         m.update(maps[s.name], s.mask)
     assert abs(m.compute()["Pd"] - ev.metrics["Pd"]) <= 1 / 3 + 1e-9   # 8-bit levels: at most a target apart
+
+
+def test_escape_epoch_skips_warmup_epochs_on_another_scale() -> None:
+    from irlib.engine.experiment import escape_epoch, warmup_epochs
+
+    losses = [0.05, 0.04, 0.99, 0.98, 0.9]                # two BCE epochs, then SoftIoU
+    assert escape_epoch(losses) == 1
+    assert escape_epoch(losses, skip=2) == 5
+    assert warmup_epochs(get_recipe("basicirstd", warmup_loss="bce", warmup_loss_epochs=2)) == 2
+    assert warmup_epochs(get_recipe("basicirstd")) == 0

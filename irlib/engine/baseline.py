@@ -24,7 +24,7 @@ import torch
 from irlib.engine.evaluate import Evaluation, evaluate_model
 from irlib.engine.distributed import is_main_process
 from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, open_splits, provenance,
-                                     recipe_normalize, run_training, write_results)
+                                     recipe_normalize, run_training, warmup_epochs, write_results)
 from irlib.engine.recipes import RECIPES, Recipe, get_recipe
 from irlib.engine.trainer import PrintEvery, StopAfterEscape
 from irlib.models import count_params, create_model, load_host, save_host
@@ -58,11 +58,11 @@ def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int,
            "normalization": data.normalization}
     hooks: list = [] if progress else [PrintEvery(10)]
     if stop_after_escape is not None:
-        hooks.append(StopAfterEscape(extra=stop_after_escape))
+        hooks.append(StopAfterEscape(extra=stop_after_escape, skip=warmup_epochs(recipe)))
     result = run_training(model, data, recipe, seed=seed, eval_every=eval_every, device=device,
                           checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, row=row, hooks=hooks,
                           channels_last=channels_last)
-    result.row["escape_epoch"] = escape_epoch(result.history.losses)
+    result.row["escape_epoch"] = escape_epoch(result.history.losses, skip=warmup_epochs(recipe))
     result.row["epochs_run"] = len(result.history.rows)
     if out_dir is not None and is_main_process():
         stem = baseline_stem(settings.dataset, host, recipe, seed)

@@ -198,13 +198,19 @@ def run_training(model: nn.Module, data: ExperimentData, recipe: Recipe, *, seed
     return RunResult(variant, seed, out, history, evaluation, deployed, best)
 
 
-def escape_epoch(losses: Sequence[float], level: float = 0.95) -> int | None:
+def escape_epoch(losses: Sequence[float], level: float = 0.95, skip: int = 0) -> int | None:
     """First epoch (1-based) whose mean training loss is below ``level``: when a SoftIoU run
-    leaves its initial plateau near 1. ``None`` if it never does."""
+    leaves its initial plateau near 1. ``None`` if it never does. ``skip`` leaves out the first
+    epochs (a warm-up loss such as BCE is on another scale)."""
     for i, v in enumerate(losses):
-        if v is not None and v < level:
+        if i >= skip and v is not None and v < level:
             return i + 1
     return None
+
+
+def warmup_epochs(recipe: Recipe) -> int:
+    """Epochs trained with the recipe's warm-up loss (0 without one)."""
+    return int(recipe.warmup_loss_epochs or 0) if recipe.warmup_loss else 0
 
 
 def provenance(params: dict[str, Any], recipe: Recipe | None = None, seeds: Any = None) -> dict[str, Any]:

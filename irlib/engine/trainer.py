@@ -98,13 +98,13 @@ class StopAfterEscape(Hook):
     """End training ``extra`` epochs after the epoch loss first falls below ``level``: the
     seed-sensitivity runs only need the epoch at which a run leaves its initial plateau."""
 
-    def __init__(self, level: float = 0.95, extra: int = 0) -> None:
-        self.level, self.extra = level, int(extra)
+    def __init__(self, level: float = 0.95, extra: int = 0, skip: int = 0) -> None:
+        self.level, self.extra, self.skip = level, int(extra), int(skip)  # skip: warm-up epochs
         self.escaped_at: int | None = None
 
     def on_epoch_end(self, ctx: EpochContext) -> None:
         loss = ctx.row.get("loss")
-        if self.escaped_at is None and loss is not None and loss < self.level:
+        if self.escaped_at is None and ctx.epoch >= self.skip and loss is not None and loss < self.level:
             self.escaped_at = ctx.epoch + 1
         if self.escaped_at is not None and ctx.epoch + 1 >= self.escaped_at + self.extra:
             ctx.stop = True
