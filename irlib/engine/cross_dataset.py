@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-import numpy as np
 import torch
 from torch import nn
 
 from irlib.data import KNOWN_DATASETS, available_datasets, open_dataset, reference_normalization
 from irlib.data.layouts import list_splits
+from irlib.data.stats import dataset_stats
 from irlib.engine.evaluate import evaluate_model
+from irlib.engine.experiment import first_items
 from irlib.engine.normalize import Normalize
 from irlib.errors import IrlibInputError
 from irlib.paths import data_root
@@ -93,9 +94,7 @@ def _test_normalize(name: str, test_set: Sequence) -> tuple[Normalize, str]:
         return Normalize(mean, std), f"BasicIRSTD constants of {name} (test set)"
     except IrlibInputError:
         pass
-    means, stds = zip(*((float(np.mean(s.image)), float(np.std(s.image))) for s in
-                        (test_set[i] for i in range(len(test_set)))))
-    return Normalize(float(np.mean(means)), float(np.mean(stds))), \
+    return Normalize.from_stats(dataset_stats(test_set)), \
         f"measured on the {len(test_set)} scored test images of {name} (mean of per-image mean/std)"
 
 
@@ -127,9 +126,7 @@ def _open_test(name: str, root: str | os.PathLike | None, split: str, max_images
     else:
         ds = open_dataset(name, split, root=root, on_size_mismatch="resize_mask")
     label = "synthetic" if str(name).lower() == "synthetic" else str(getattr(ds, "name", Path(str(name)).name))
-    if max_images is not None and max_images < len(ds):
-        ds = torch.utils.data.Subset(ds, range(max_images))
-    return label, ds
+    return label, first_items(ds, max_images)
 
 
 def cross_dataset_table(models: Mapping[str, ModelSpec], test_sets: Sequence[str | os.PathLike] | None = None, *,

@@ -70,7 +70,8 @@ class ExperimentData:
     normalization: str = ""
 
 
-def _first(ds: Sequence, n: int | None) -> Sequence:
+def first_items(ds: Sequence, n: int | None) -> Sequence:
+    """The first ``n`` items of ``ds`` (all of them when ``n`` is None or not smaller)."""
     if n is None or n >= len(ds):
         return ds
     return torch.utils.data.Subset(ds, range(n))
@@ -84,8 +85,8 @@ def open_splits(settings: DataSettings) -> tuple[Sequence, Sequence]:
         test = open_dataset("synthetic", "test", num_images=settings.synthetic_test, size=size)
         return train, test
     kw = {"root": settings.root, "on_size_mismatch": settings.on_size_mismatch}
-    train = _first(open_dataset(settings.dataset, settings.train_split, **kw), settings.max_train_images)
-    test = _first(open_dataset(settings.dataset, settings.test_split, **kw), settings.max_test_images)
+    train = first_items(open_dataset(settings.dataset, settings.train_split, **kw), settings.max_train_images)
+    test = first_items(open_dataset(settings.dataset, settings.test_split, **kw), settings.max_test_images)
     return train, test
 
 
