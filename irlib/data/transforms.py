@@ -70,6 +70,28 @@ def random_crop(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np
     return crop_window(arrays, size, rng, pad_values, pos_prob, target_index, align)[0]
 
 
+def rescale(arrays: Sequence[np.ndarray], factor: float) -> list[np.ndarray]:
+    """Resize every array by ``factor``: the image (``arrays[0]``) bilinearly (antialiased when
+    shrinking), masks and extra maps by nearest neighbour, so labels stay hard. Sizes round to the
+    nearest integer and never go below 1 pixel; a target can vanish when shrunk."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = _hw(arrays)
+    size = (max(1, int(round(h * factor))), max(1, int(round(w * factor))))
+    out = []
+    for i, a in enumerate(arrays):
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        t = t[None, None] if t.dim() == 2 else t[None]
+        if i == 0:
+            r = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
+        else:
+            r = F.interpolate(t, size=size, mode="nearest")
+        r = r[0, 0] if a.ndim == 2 else r[0]
+        out.append(r.numpy().astype(a.dtype, copy=False))
+    return out
+
+
 def crop_window(arrays: Sequence[np.ndarray], size: int | Sequence[int], rng: np.random.Generator,
                 pad_values: Sequence[float] | None = None, pos_prob: float | None = None,
                 target_index: int = 1, align: int = 1) -> tuple[list[np.ndarray], tuple[int, int]]:
@@ -191,11 +213,23 @@ class JointAugment:
         align: snap crop offsets to multiples of ``align`` (FDEP's frozen-feature cache; a
             deviation from BasicIRSTD's crops, see :func:`crop_window`). ``None`` (default): off.
             Needs a crop size that is a multiple of ``align``.
+        scale_range: SimIR's (detectron2's) scale jitter before the crop: ``s`` uniform in the range,
+            then the image is resized (aspect kept) to fit in ``s * crop_size`` (``ResizeScale``)
+            and cropped/padded to the crop (``FixedSizeCrop``; masks padded with 0, not 255).
+            ``None`` (default): no rescaling, no extra random draw.
     """
 
     def __init__(self, crop_size: int | Sequence[int] | None = 256, hflip: bool = True,
                  vflip: bool = True, transpose: bool = True, image_pad: float = 0.0,
-                 pos_prob: float | None = None, align: int | None = None) -> None:
+                 pos_prob: float | None = None, align: int | None = None,
+                 scale_range: tuple[float, float] | None = None) -> None:
+        if scale_range is not None:
+            lo, hi = (float(v) for v in scale_range)
+            if not 0 < lo <= hi or crop_size is None or align is not None:
+                raise IrlibInputError(f"scale_range must be (lo, hi) with 0 < lo <= hi, with a crop size and "
+                                      f"without align; got {scale_range}, crop_size={crop_size}, align={align}")
+            scale_range = (lo, hi)
+        self.scale_range = scale_range
         if pos_prob is not None and not 0.0 <= pos_prob <= 1.0:
             raise IrlibInputError(f"pos_prob must be in [0, 1] or None, got {pos_prob}")
         self.crop_size = crop_size
@@ -215,6 +249,10 @@ class JointAugment:
                       ) -> tuple[tuple[np.ndarray, ...], CropGeometry]:
         """The augmented arrays (as :meth:`__call__`, same draws) and where the crop came from."""
         out, (top, left) = list(arrays), (0, 0)
+        if self.scale_range is not None:
+            s = float(rng.uniform(*self.scale_range))
+            h, w = _hw(out)
+            out = rescale(out, s * min(c / d for c, d in zip(_size2(self.crop_size), (h, w))))
         if self.crop_size is not None:
             pads = [self.image_pad] + [0.0] * (len(out) - 1)
             out, (top, left) = crop_window(out, self.crop_size, rng, pads, self.pos_prob, align=self.align or 1)
@@ -226,10 +264,11 @@ class JointAugment:
     def aligned(self, align: int | None) -> "JointAugment":
         """A copy whose crop offsets snap to multiples of ``align`` (``None``: not snapped)."""
         return JointAugment(self.crop_size, self.hflip, self.vflip, self.transpose, self.image_pad,
-                            self.pos_prob, align)
+                            self.pos_prob, align, self.scale_range)
 
     def __repr__(self) -> str:
         extra = f", align={self.align}" if self.align is not None else ""
+        extra += f", scale_range={self.scale_range}" if self.scale_range is not None else ""
         return (f"JointAugment(crop_size={self.crop_size}, hflip={self.hflip}, vflip={self.vflip}, "
                 f"transpose={self.transpose}, image_pad={self.image_pad:.6g}, pos_prob={self.pos_prob}{extra})")
 

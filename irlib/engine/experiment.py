@@ -104,7 +104,7 @@ def train_augment(recipe: Recipe, normalize: Normalize) -> JointAugment:
     """The recipe's crop and flips; ``pad="mean"`` pads raw images with the normalisation mean."""
     pad = float(normalize.mean.flatten()[0]) if recipe.pad == "mean" else 0.0
     return JointAugment(recipe.crop_size, hflip=recipe.hflip, vflip=recipe.vflip, transpose=recipe.transpose,
-                        image_pad=pad, pos_prob=recipe.pos_prob)
+                        image_pad=pad, pos_prob=recipe.pos_prob, scale_range=recipe.scale_range)
 
 
 def load_data(settings: DataSettings, recipe: Recipe, seed: int = 0) -> ExperimentData:

@@ -18,6 +18,7 @@ A list gives the mean of the per-map losses (as BasicIRSTD / DNANet do).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import torch
@@ -176,15 +177,27 @@ _LOSSES: dict[str, Callable[..., SirstLoss]] = {
     "edge_bce_ohem": EdgeOHEMBCELoss,
 }
 _ALIASES = {"eedm": "edge_bce_ohem", "soft_iou": "softiou"}
+# losses that live with their method, registered when first asked for
+_METHOD_LOSSES = {"simir": "irlib.simir.loss"}
+
+
+def register_loss(name: str, factory: Callable[..., SirstLoss]) -> None:
+    """Make a method's loss available to recipes by name (e.g. SimIR's ``simir``)."""
+    old = _LOSSES.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (factory.__module__, factory.__qualname__):
+        raise ValueError(f"loss {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+    _LOSSES[name] = factory
 
 
 def list_losses() -> list[str]:
-    return sorted(_LOSSES)
+    return sorted(set(_LOSSES) | set(_METHOD_LOSSES))
 
 
 def build_loss(name: str, **kwargs: Any) -> SirstLoss:
     """A loss by name (``softiou``, ``bce``, ``dice``, ``edge_bce_ohem`` a.k.a. ``eedm``)."""
     key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _LOSSES and key in _METHOD_LOSSES:
+        importlib.import_module(_METHOD_LOSSES[key])
     if key not in _LOSSES:
         raise IrlibInputError(f"unknown loss {name!r}; choose one of {list_losses()}")
     return _LOSSES[key](**kwargs)

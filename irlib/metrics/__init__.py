@@ -8,6 +8,9 @@
 - :func:`hse`: the Holistic SIRST Evaluation score (see ``docs/hse.md``).
 - :mod:`irlib.metrics.io`: the saved-predictions format; :mod:`irlib.metrics.explorer`: the
   ipywidgets threshold explorer; :mod:`irlib.metrics.reference`: a slow BasicIRSTD-style oracle.
+- :mod:`irlib.metrics.study` (methods' maps and scores on a test set), :mod:`irlib.metrics.tables`
+  (tables in percent and 1e-6) and :mod:`irlib.metrics.ranking` (ranking stability): the method
+  comparison of notebook 03.
 
 Rules and their sources: ``docs/metrics.md``.
 """

@@ -74,6 +74,18 @@ def draw_overlay(ax, ov: Overlay, title: str = "") -> None:
     ax.set_axis_off()
 
 
+def legend_handles() -> list:
+    """Legend entries for the colours of :meth:`ThresholdExplorer.render`."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [Patch(color=HIT, label="hit (matched prediction)"),
+            Patch(color=FALSE_ALARM, label="false alarm"),
+            Patch(color=MISS, label="missed target"),
+            Line2D([], [], color="cyan", lw=1.0, label="target outline (map panel)"),
+            Line2D([], [], color="cyan", marker="+", ls="", label="target centroid")]
+
+
 class ThresholdExplorer:
     """Threshold sliders over saved maps: live overlay plus set-level metrics from a sweep.
 
@@ -143,6 +155,8 @@ class ThresholdExplorer:
         axes[2].set_title("zoom", fontsize=9)
         axes[2].set_axis_off()
         fig.tight_layout()
+        fig.legend(handles=legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=5, fontsize=8, frameon=False)
         return fig
 
     def describe(self, method: str, threshold: float) -> str:

@@ -15,6 +15,7 @@ from irlib.models.alcnet import ALCNet
 from irlib.models.dnanet import DNANet
 from irlib.models.mshnet import MSHNet
 from irlib.models.unet import UNet
+from irlib.simir import student as _simir_student  # noqa: F401,E402  (registers SimIR's student hosts)
 
 __all__ = ["ACM", "ALCNet", "DNANet", "HostFeatures", "HostOutput", "MSHNet", "SirstHost", "UNet",
            "count_flops", "count_macs", "count_params", "create_model", "list_models", "load_host",

@@ -57,7 +57,7 @@ def crop_to(t: torch.Tensor, valid_hw: tuple[int, int], stride: int) -> torch.Te
 
 
 class FrozenEncoder(nn.Module):
-    """A pretrained (or stand-in) image encoder that never trains.
+    """A pretrained (or stand-in) image encoder that never trains (unless :meth:`unfreeze` is called).
 
     Subclasses set ``feature_channels``, ``strides``, ``layer_indices``, ``global_dim``,
     ``is_stand_in`` and ``description``, hold their network, call :meth:`freeze` at the end of
@@ -94,14 +94,26 @@ class FrozenEncoder(nn.Module):
         return [f"{self.feature_unit} {i}" for i in self.layer_indices]
 
     def freeze(self) -> FrozenEncoder:
-        """Turn off gradients for every parameter and switch to eval mode (for good)."""
+        """Turn off gradients for every parameter and switch to eval mode (for good, unless
+        :meth:`unfreeze` is called)."""
+        self.frozen = True
         for p in self.parameters():
             p.requires_grad_(False)
         return super().train(False)
 
+    def unfreeze(self) -> FrozenEncoder:
+        """This encoder made trainable, for fine-tuning: gradients on, ``train()`` obeyed, the
+        forward pass recorded by autograd, and (``frozen=False`` on this instance) its weights kept
+        in irlib.engine checkpoints. :meth:`freeze` undoes it."""
+        self.frozen = False
+        for p in self.parameters():
+            p.requires_grad_(True)
+        return self
+
     def train(self, mode: bool = True) -> FrozenEncoder:
-        """Frozen encoders stay in eval mode whatever the caller asks (BatchNorm, dropout)."""
-        return super().train(False)
+        """Frozen encoders stay in eval mode whatever the caller asks (BatchNorm, dropout);
+        unfrozen ones follow ``mode``."""
+        return super().train(mode and not self.frozen)
 
     def preprocess(self, raw: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Raw (B, 1|3, H, W) in [0, 1] -> normalised, resized/padded 3-channel input + valid size."""
@@ -120,7 +132,7 @@ class FrozenEncoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, raw: torch.Tensor) -> EncoderOutput:
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             x, valid_hw = self.preprocess(raw)
             features, global_feature = self.encode(x, valid_hw)
         return EncoderOutput(features=features, strides=list(self.strides), global_feature=global_feature)

@@ -1,0 +1,15 @@
+"""Point-supervised IRSTD: label evolution (LESPS, PAL), SCAM, bilevel distillation and
+cluster-level sample reweighting (Yao et al., "Learning with Semantic Priors")."""
+
+from irlib.point.clusters import (ClusterTable, ClusterWeights, cluster_count, cluster_dataset,
+                                  cluster_descriptors, describe_images, image_descriptors)
+from irlib.point.labels import EvolutionHook, EvolvingLabels, LabelRecord, LabelSnapshot, LabelView
+from irlib.point.lesps import LespsRule, lesps_update
+from irlib.point.losses import LespsFocalLoss
+from irlib.point.pal import PalRule, PalSchedule, admit, initial_mask, mine, pal_update, refine
+from irlib.point.scam import DEFAULT_SCALE, GATE_L1_WEIGHT, SCAM, ScamTeacher
+
+__all__ = ["ClusterTable", "ClusterWeights", "DEFAULT_SCALE", "EvolutionHook", "EvolvingLabels", "GATE_L1_WEIGHT",
+           "LabelRecord", "LabelSnapshot", "LabelView", "LespsFocalLoss", "LespsRule", "PalRule", "PalSchedule",
+           "SCAM", "ScamTeacher", "admit", "cluster_count", "cluster_dataset", "cluster_descriptors",
+           "describe_images", "image_descriptors", "initial_mask", "lesps_update", "mine", "pal_update", "refine"]

@@ -1,0 +1,56 @@
+"""LESPS's focal loss on soft (evolving) labels, for logits.
+
+Per pixel, with ``p = sigmoid(logit)`` and the soft target ``t`` in [0, 1] (CornerNet-style,
+LESPS ``utils.py: focal_loss``, ``alpha = 2``, ``gamma = 4``)::
+
+    pos = -log(p) (1 - p)^alpha t
+    neg = -log(1 - p) p^alpha (1 - t)^gamma
+    loss = sum(pos + neg) / max(1, #pixels with t == 1)
+
+sums over the whole batch. Deep supervision: LESPS **sums** the losses of the outputs
+(``deep="sum"``, default); ``"mean"`` is irlib's convention for the other losses.
+LESPS's hosts end in a sigmoid and it takes ``log(p + 1e-12)``; irlib hosts return logits, so the
+logs are computed with log-sigmoid (exact; it differs from LESPS only where ``p`` is within about
+1e-12 of 0 or 1, e.g. float32 ``p == 1`` gives LESPS ``log(1e-12)`` instead of ``-logit``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from irlib.engine.losses import Pred, SirstLoss
+from irlib.errors import IrlibInputError
+
+
+class LespsFocalLoss(SirstLoss):
+    """Focal loss on soft labels (LESPS); ``pred`` logits ``(B, 1, H, W)`` or a list of them."""
+
+    def __init__(self, alpha: float = 2.0, gamma: float = 4.0, deep: str = "sum") -> None:
+        super().__init__()
+        if deep not in ("sum", "mean"):
+            raise IrlibInputError(f"deep={deep!r}: choose 'sum' (LESPS) or 'mean'")
+        self.alpha, self.gamma, self.deep = float(alpha), float(gamma), deep
+
+    def single(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x, t = logits.float(), target.float()
+        p = torch.sigmoid(x)
+        pos = -F.logsigmoid(x) * (1.0 - p).pow(self.alpha) * t
+        neg = -F.logsigmoid(-x) * p.pow(self.alpha) * (1.0 - t).pow(self.gamma)
+        return (pos + neg).sum() / (t == 1).sum().clamp(min=1)
+
+    def forward(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
+        if not preds:
+            raise IrlibInputError("loss: got an empty list of predictions")
+        for p in preds:
+            if p.shape != target.shape:
+                raise IrlibInputError(f"loss: prediction {tuple(p.shape)} and label {tuple(target.shape)} "
+                                      "differ; hosts must return full-size (B, 1, H, W) logits")
+        if float(target.min()) < 0.0 or float(target.max()) > 1.0:
+            raise IrlibInputError("LespsFocalLoss: the soft label must lie in [0, 1]")
+        losses = torch.stack([self.single(p, target) for p in preds])
+        return losses.sum() if self.deep == "sum" else losses.mean()
+
+
+__all__ = ["LespsFocalLoss"]
