@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from irlib.engine.normalize import Normalize
 from irlib.errors import IrlibInputError
 from irlib.fdep.samf import SAMFStack
 from irlib.models.base import HostFeatures, SirstHost
@@ -175,3 +176,23 @@ class CoISD(nn.Module):
     def export_host(self) -> SirstHost:
         """A copy of the deployed model: the host alone, in eval mode, with no FDEP parts."""
         return copy.deepcopy(self.host).eval()
+
+
+class MainBranch(nn.Module):
+    """CO-ISD's main branch (host + SAMF + frozen VFM) as a model of host-normalised input.
+
+    FDEP deploys the light branch (:meth:`CoISD.export_host`); this keeps the VFM at inference,
+    for the ablation "without CO-ISD". The encoder sees ``x * std + mean`` (the raw image; padding
+    added to normalised input becomes the dataset mean). In eval mode the decoder uses the host's
+    BatchNorm running statistics, i.e. the light branch's under ``main_bn_stats="light"``.
+    """
+
+    def __init__(self, model: CoISD, normalize: Normalize) -> None:
+        super().__init__()
+        self.model = model
+        self.normalize = normalize
+
+    def forward(self, x: torch.Tensor) -> Output:
+        raw = x * self.normalize.std.to(x.device, x.dtype) + self.normalize.mean.to(x.device, x.dtype)
+        main, _ = self.model.forward_branches(raw, x, shared_once=False)
+        return main

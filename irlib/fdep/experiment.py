@@ -25,7 +25,7 @@ from irlib.engine.recipes import Recipe, get_recipe
 from irlib.engine.trainer import PrintEvery
 from irlib.errors import IrlibInputError
 from irlib.fdep.cache import FrozenFeatures, required_align
-from irlib.fdep.coisd import CoISD, choose_vfm_layers
+from irlib.fdep.coisd import CoISD, MainBranch, choose_vfm_layers
 from irlib.fdep.objective import CoISDObjective
 from irlib.fdep.store import DiskStore, MemoryStore
 from irlib.models import count_params, create_model
@@ -35,6 +35,8 @@ from irlib.vfm import create_encoder
 VARIANTS = ("baseline", "fdep")
 #: ``FdepConfig.vfm_cache`` values: per-crop encoder (None), or whole-image maps cut to the crop.
 VFM_CACHE_MODES = (None, "full", "memory", "disk")
+#: ``FdepConfig.deploy_branch`` values: the light branch (the host, as FDEP deploys it) or the main one.
+DEPLOY_BRANCHES = ("light", "main")
 
 #: Option names that have their own config field (option -> field).
 _ENCODER_FIELDS = {"weights": "encoder_weights", "name": "encoder"}
@@ -69,6 +71,10 @@ class FdepConfig:
     from the encoder's maps of the whole padded, flipped image: ``"full"`` computes them every step
     (uncached reference), ``"memory"`` keeps them in RAM up to ``vfm_cache_gib`` (then refuses new
     entries), ``"disk"`` under ``vfm_cache_dir``; ``vfm_cache_dtype="float16"`` halves the memory.
+
+    ``deploy_branch``: the fdep arm scores its light branch, the host alone (``"light"``, FDEP's
+    deployment), or its main branch with SAMF and the frozen VFM kept at inference (``"main"``:
+    :class:`~irlib.fdep.coisd.MainBranch`, the "without CO-ISD" ablation).
     """
 
     dataset: str = "synthetic"
@@ -110,6 +116,7 @@ class FdepConfig:
     vfm_cache_dir: str | None = None
     # the paper profile is the authors' protocol with a DINO encoder; a stand-in needs this flag
     allow_stand_in: bool = False
+    deploy_branch: str = "light"
     profile: str = "demo"
 
     def __post_init__(self) -> None:
@@ -117,6 +124,8 @@ class FdepConfig:
             raise ValueError(f"vfm_cache must be one of {VFM_CACHE_MODES}, got {self.vfm_cache!r}")
         if self.vfm_cache_dtype not in ("float32", "float16"):
             raise ValueError(f"vfm_cache_dtype must be 'float32' or 'float16', got {self.vfm_cache_dtype!r}")
+        if self.deploy_branch not in DEPLOY_BRANCHES:
+            raise ValueError(f"deploy_branch must be one of {DEPLOY_BRANCHES}, got {self.deploy_branch!r}")
         if self.vfm_cache == "disk" and not self.vfm_cache_dir:
             raise ValueError("vfm_cache='disk' needs vfm_cache_dir")
         self.encoder_options = dict(self.encoder_options or {})
@@ -257,8 +266,13 @@ def run_arm(cfg: FdepConfig, variant: str, seed: int, data: ExperimentData, prog
            "lambda": cfg.lam if is_fdep else None, "profile": cfg.profile}
     if cfg.vfm_cache is not None:
         row.update(vfm_cache=cfg.vfm_cache, crop_align=data.train.augment.align)
+    deploy = None
+    if is_fdep:
+        row["deploy_branch"] = cfg.deploy_branch
+        deploy = ((lambda m: MainBranch(m, data.normalize)) if cfg.deploy_branch == "main"
+                  else (lambda m: m.export_host()))
     result = run_training(model, data, recipe, seed=seed, variant=variant, objective=objective,
-                          deploy=(lambda m: m.export_host()) if is_fdep else None, eval_every=cfg.eval_every,
+                          deploy=deploy, eval_every=cfg.eval_every,
                           device=cfg.device, keep=keep, progress=progress, row=row, channels_last=cfg.channels_last,
                           hooks=() if progress else (PrintEvery(10),),
                           predictions_dir=predictions_folder(cfg, variant, seed, predictions_root)
@@ -291,6 +305,6 @@ def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,
     return engine_experiment.write_results(results_stem(cfg), runs, out_dir, metadata or provenance(cfg))
 
 
-__all__ = ["FdepConfig", "PROFILES", "check_paper_encoder", "protocol_title", "RunResult", "VARIANTS", "VFM_CACHE_MODES", "build_model",
+__all__ = ["DEPLOY_BRANCHES", "FdepConfig", "PROFILES", "check_paper_encoder", "protocol_title", "RunResult", "VARIANTS", "VFM_CACHE_MODES", "build_model",
            "feature_source", "load_data", "predictions_folder", "make_config", "provenance", "results_stem", "run_arm", "summarize",
            "vfm_align", "write_results"]

@@ -32,14 +32,24 @@ class LespsFocalLoss(SirstLoss):
             raise IrlibInputError(f"deep={deep!r}: choose 'sum' (LESPS) or 'mean'")
         self.alpha, self.gamma, self.deep = float(alpha), float(gamma), deep
 
-    def single(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def pixels(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The per-pixel terms ``pos + neg`` (float32, the shape of ``logits``)."""
         x, t = logits.float(), target.float()
         p = torch.sigmoid(x)
         pos = -F.logsigmoid(x) * (1.0 - p).pow(self.alpha) * t
         neg = -F.logsigmoid(-x) * p.pow(self.alpha) * (1.0 - t).pow(self.gamma)
-        return (pos + neg).sum() / (t == 1).sum().clamp(min=1)
+        return pos + neg
+
+    def single(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.pixels(logits, target).sum() / (target == 1).sum().clamp(min=1)
 
     def forward(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        preds = self._checked(pred, target)
+        losses = torch.stack([self.single(p, target) for p in preds])
+        return losses.sum() if self.deep == "sum" else losses.mean()
+
+    @staticmethod
+    def _checked(pred: Pred, target: torch.Tensor) -> list[torch.Tensor]:
         preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
         if not preds:
             raise IrlibInputError("loss: got an empty list of predictions")
@@ -49,8 +59,15 @@ class LespsFocalLoss(SirstLoss):
                                       "differ; hosts must return full-size (B, 1, H, W) logits")
         if float(target.min()) < 0.0 or float(target.max()) > 1.0:
             raise IrlibInputError("LespsFocalLoss: the soft label must lie in [0, 1]")
-        losses = torch.stack([self.single(p, target) for p in preds])
-        return losses.sum() if self.deep == "sum" else losses.mean()
+        return preds
+
+    def per_image(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` per-image terms whose batch mean is :meth:`forward` (each image's pixel sum over
+        the batch's ``max(1, #t == 1)``, times ``B``), for per-sample weighting."""
+        preds = self._checked(pred, target)
+        norm = (target == 1).sum().clamp(min=1) / target.shape[0]
+        stacked = torch.stack([self.pixels(p, target).flatten(1).sum(1) / norm for p in preds])
+        return stacked.sum(0) if self.deep == "sum" else stacked.mean(0)
 
 
 __all__ = ["LespsFocalLoss"]
