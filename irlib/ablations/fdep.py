@@ -8,6 +8,7 @@ dict is ``FdepConfig``'s fields plus ``arm`` (``"fdep"`` or ``"baseline"``: the 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from irlib.engine.experiment import RunResult
@@ -80,10 +81,7 @@ def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = N
                  title=title)
 
 
-def builder(axis: str) -> Callable[..., Study]:
-    return lambda profile=None, seeds=None, **settings: build(axis, profile, seeds, **settings)
-
-
-STUDIES: dict[str, Callable[..., Study]] = {f"fdep_{axis}": builder(axis) for axis in AXES}
+#: ``STUDIES[name](profile, seeds, **settings)`` is :func:`build` of the name's axis.
+STUDIES: dict[str, Callable[..., Study]] = {f"fdep_{axis}": partial(build, axis) for axis in AXES}
 
 __all__ = ["AXES", "BASE", "SEEDS", "STUDIES", "build", "check", "train", "variants"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from irlib.engine.experiment import RunResult
@@ -96,10 +97,7 @@ def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = N
                  title=title)
 
 
-def builder(axis: str) -> Callable[..., Study | None]:
-    return lambda profile=None, seeds=None, **settings: build(axis, profile, seeds, **settings)
-
-
-STUDIES: dict[str, Callable[..., Study | None]] = {f"point_{axis}": builder(axis) for axis in AXES}
+#: ``STUDIES[name](profile, seeds, **settings)`` is :func:`build` of the name's axis.
+STUDIES: dict[str, Callable[..., Study | None]] = {f"point_{axis}": partial(build, axis) for axis in AXES}
 
 __all__ = ["AXES", "BASE", "SEEDS", "STUDIES", "build", "check", "point_study", "train", "variants"]

@@ -9,6 +9,7 @@ The config dict is :class:`~irlib.simir.distill_study.DistillStudyConfig`'s fiel
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from irlib.engine import experiment as engine_experiment
@@ -96,10 +97,7 @@ def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = N
                  title=title)
 
 
-def builder(axis: str) -> Callable[..., Study]:
-    return lambda profile=None, seeds=None, **settings: build(axis, profile, seeds, **settings)
-
-
-STUDIES: dict[str, Callable[..., Study]] = {f"simir_{axis}": builder(axis) for axis in AXES}
+#: ``STUDIES[name](profile, seeds, **settings)`` is :func:`build` of the name's axis.
+STUDIES: dict[str, Callable[..., Study]] = {f"simir_{axis}": partial(build, axis) for axis in AXES}
 
 __all__ = ["AXES", "BASE", "SEEDS", "STUDIES", "STUDENT_ARMS", "build", "check", "train", "variants"]

@@ -4,8 +4,9 @@
 >>> history = fit(host, train_set, get_recipe("basicirstd", epochs=10), normalize=Normalize(0.42, 0.13))
 >>> probs = predict(host, test_set, normalize=Normalize(0.42, 0.13))
 
-The experiment layer shared by every method is :mod:`irlib.engine.experiment`; BasicIRSTD's
-published logs are in :mod:`irlib.engine.reference`.
+The experiment layer shared by every method is :mod:`irlib.engine.experiment`, the part of their
+study configs they share :mod:`irlib.engine.config`; BasicIRSTD's published logs are in
+:mod:`irlib.engine.reference`.
 """
 
 from irlib.engine.checkpoint import load_checkpoint, trainable_state

@@ -34,27 +34,38 @@ from irlib.repro import atomic_write_bytes, run_metadata, write_json
 
 
 @dataclass
-class DataSettings:
+class DataSource:
     """Where the data come from (the recipe decides how they are cropped and normalised).
 
-    ``val_fraction`` > 0 holds that share of the training images out as a validation split
-    (a fixed permutation drawn from ``val_seed``, the same for every run seed); it is used only to
-    choose the best epoch, never the test split. ``max_*_images`` take the first N images
-    (smoke runs). ``on_size_mismatch`` is passed to the reader (NUAA-SIRST ``Misc_111``).
+    ``max_*_images`` take the first N images (smoke runs); ``synthetic_*`` size the synthetic
+    dataset. ``on_size_mismatch`` is passed to the reader: a mask whose size differs from its
+    image (NUAA-SIRST ``Misc_111``) is resized to it with nearest neighbour and a warning
+    (``"resize_mask"``), or stops the run (``"raise"``).
     """
 
     dataset: str = "synthetic"
     root: str | None = None
     train_split: str = "train"
     test_split: str = "test"
-    val_fraction: float = 0.0
-    val_seed: int = 0
     max_train_images: int | None = None
     max_test_images: int | None = None
     synthetic_train: int = 512
     synthetic_test: int = 128
     synthetic_size: int = 256
     on_size_mismatch: str = "resize_mask"
+
+
+@dataclass
+class DataSettings(DataSource):
+    """A :class:`DataSource` and its validation split.
+
+    ``val_fraction`` > 0 holds that share of the training images out as a validation split
+    (a fixed permutation drawn from ``val_seed``, the same for every run seed); it is used only to
+    choose the best epoch, never the test split.
+    """
+
+    val_fraction: float = 0.0
+    val_seed: int = 0
 
 
 @dataclass
@@ -237,6 +248,18 @@ def summarize(table: Any, by: str = "variant",
     return out
 
 
+def scores_text(row: dict[str, Any]) -> str:
+    """A run's scores for progress lines: ``IoU 71.23  nIoU 70.10  Pd 95.41  Fa 12.34e-6``."""
+    return f"IoU {row['IoU']:.2f}  nIoU {row['nIoU']:.2f}  Pd {row['Pd']:.2f}  Fa {row['Fa_1e-6']:.2f}e-6"
+
+
+def write_csv(path: str | Path, table: Any) -> Path:
+    """``table`` (a DataFrame) as CSV at ``path`` (no index, 6 significant digits), atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, table.to_csv(index=False, float_format="%.6g").encode())
+    return path
+
+
 def write_results(stem: str, runs: Sequence[RunResult], out_dir: str | Path,
                   metadata: dict[str, Any]) -> dict[str, Path]:
     """``<stem>.csv`` (one row per run) and ``<stem>.json`` (rows, summary over seeds, per-epoch
@@ -246,8 +269,7 @@ def write_results(stem: str, runs: Sequence[RunResult], out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([r.row for r in runs])
-    csv_path = out / f"{stem}.csv"
-    atomic_write_bytes(csv_path, table.to_csv(index=False, float_format="%.6g").encode())
+    csv_path = write_csv(out / f"{stem}.csv", table)
     json_path = out / f"{stem}.json"
     write_json(json_path, {"results": table.to_dict(orient="records"), "summary": summarize(table),
                            "histories": {f"{r.variant}_seed{r.seed}": r.history.rows for r in runs},

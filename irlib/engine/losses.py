@@ -30,6 +30,18 @@ from irlib.errors import IrlibInputError
 Pred = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
 
 
+def prediction_list(pred: Pred, target: torch.Tensor) -> list[torch.Tensor]:
+    """``pred`` as a non-empty list of maps, each of ``target``'s shape (else :class:`IrlibInputError`)."""
+    preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
+    if not preds:
+        raise IrlibInputError("loss: got an empty list of predictions")
+    for p in preds:
+        if p.shape != target.shape:
+            raise IrlibInputError(f"loss: prediction {tuple(p.shape)} and mask {tuple(target.shape)} "
+                                  "differ; hosts must return full-size (B, 1, H, W) logits")
+    return preds
+
+
 class SirstLoss(nn.Module):
     """Base: ``forward`` averages :meth:`single` over deep-supervision outputs."""
 
@@ -37,13 +49,7 @@ class SirstLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, pred: Pred, target: torch.Tensor) -> torch.Tensor:
-        preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
-        if not preds:
-            raise IrlibInputError("loss: got an empty list of predictions")
-        for p in preds:
-            if p.shape != target.shape:
-                raise IrlibInputError(f"loss: prediction {tuple(p.shape)} and mask {tuple(target.shape)} "
-                                      "differ; hosts must return full-size (B, 1, H, W) logits")
+        preds = prediction_list(pred, target)
         target = target.to(preds[0].dtype)
         return torch.stack([self.single(p, target) for p in preds]).mean()
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
-from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, summarize
-from irlib.engine.recipes import Recipe, get_recipe
+from irlib.engine.config import StudyConfig, config_from_profile
+from irlib.engine.experiment import ExperimentData, RunResult, run_training, summarize
 from irlib.engine.trainer import PrintEvery
 from irlib.errors import IrlibInputError
 from irlib.fdep.cache import FrozenFeatures, required_align
@@ -29,7 +28,6 @@ from irlib.fdep.coisd import CoISD, MainBranch, choose_vfm_layers
 from irlib.fdep.objective import CoISDObjective
 from irlib.fdep.store import DiskStore, MemoryStore
 from irlib.models import count_params, create_model
-from irlib.paths import resolve_profile
 from irlib.vfm import create_encoder
 
 VARIANTS = ("baseline", "fdep")
@@ -45,12 +43,12 @@ _SAMF_FIELDS = {"gate": "samf_gate", "num_samf": "num_samf", "vfm_layers": "vfm_
 
 
 @dataclass
-class FdepConfig:
+class FdepConfig(StudyConfig):
     """Every setting of one FDEP experiment (a profile fills the ones left as ``None``).
 
-    ``recipe`` names the training recipe (:mod:`irlib.engine.recipes`); ``epochs``,
-    ``batch_size``, ``crop_size``, ``lr``, ``weight_decay``, ``loss`` and ``schedule``
-    replace its fields when set.
+    Data, recipe, seeds and device are :class:`~irlib.engine.config.StudyConfig`'s: ``recipe``
+    names the training recipe (:mod:`irlib.engine.recipes`); ``epochs``, ``batch_size``,
+    ``crop_size``, ``lr``, ``weight_decay``, ``loss`` and ``schedule`` replace its fields when set.
 
     The FDEP arm is ``CoISD(host, create_encoder(encoder, weights=encoder_weights,
     **encoder_options), num_samf, vfm_layers, gate=samf_gate, **samf_options)``:
@@ -77,10 +75,6 @@ class FdepConfig:
     :class:`~irlib.fdep.coisd.MainBranch`, the "without CO-ISD" ablation).
     """
 
-    dataset: str = "synthetic"
-    root: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
     host: str = "acm"
     encoder: str = "efficientnet_lite0"
     encoder_weights: str | None = None
@@ -90,26 +84,11 @@ class FdepConfig:
     samf_gate: str = "none"
     samf_options: dict[str, Any] = field(default_factory=dict)
     lam: float = 1.0
-    recipe: str = "cpu_demo"
-    epochs: int | None = None
-    batch_size: int | None = None
-    crop_size: int | None = None
-    lr: float | None = None
     weight_decay: float | None = None
     loss: str | None = None
     schedule: str | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    device: str = "auto"
     eval_every: int = 0
     channels_last: bool = False  # faster CPU convolutions (same arithmetic up to float rounding)
-    synthetic_train: int = 512
-    synthetic_test: int = 128
-    synthetic_size: int = 256
-    max_train_images: int | None = None
-    max_test_images: int | None = None
-    # real data: a mask whose size differs from its image (NUAA-SIRST Misc_111) is resized to the
-    # image with nearest neighbour and a warning ("resize_mask"), or stops the run ("raise")
-    on_size_mismatch: str = "resize_mask"
     vfm_cache: str | None = None
     vfm_cache_gib: float = 4.0
     vfm_cache_dtype: str = "float32"
@@ -117,9 +96,9 @@ class FdepConfig:
     # the paper profile is the authors' protocol with a DINO encoder; a stand-in needs this flag
     allow_stand_in: bool = False
     deploy_branch: str = "light"
-    profile: str = "demo"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.vfm_cache not in VFM_CACHE_MODES:
             raise ValueError(f"vfm_cache must be one of {VFM_CACHE_MODES}, got {self.vfm_cache!r}")
         if self.vfm_cache_dtype not in ("float32", "float16"):
@@ -139,18 +118,6 @@ class FdepConfig:
                 raise ValueError(f"{where} must not set {clash}: use the settings "
                                  f"{[owner[k] for k in clash]} instead")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def training_recipe(self) -> Recipe:
-        """The named recipe with this config's replacements."""
-        return get_recipe(self.recipe, epochs=self.epochs, batch_size=self.batch_size, crop_size=self.crop_size,
-                          lr=self.lr, weight_decay=self.weight_decay, loss=self.loss, schedule=self.schedule)
-
-    def data_settings(self) -> DataSettings:
-        names = {f.name for f in fields(DataSettings)}
-        return DataSettings(**{k: v for k, v in self.as_dict().items() if k in names})
-
 
 #: Profile defaults. ``paper`` is the FDEP authors' protocol as far as it can be established: their
 #: framework recipe (``fdep_authors``: AdamW 1e-3, batch 16, random 256 crops, 400 epochs, EEDM
@@ -167,15 +134,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def make_config(profile: str | None = None, **overrides: Any) -> FdepConfig:
     """Config of ``profile`` (see :data:`PROFILES`) with every non-``None`` override applied."""
-    profile = resolve_profile(profile)
-    known = {f.name for f in fields(FdepConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown FDEP settings {sorted(unknown)}; known: {sorted(known)}")
-    values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
-    if "seeds" in values:
-        values["seeds"] = [int(s) for s in np.atleast_1d(values["seeds"])]
-    return FdepConfig(profile=profile, **values)
+    return config_from_profile(FdepConfig, PROFILES, profile, overrides, "FDEP settings")
 
 
 def load_data(cfg: FdepConfig, seed: int | None = None) -> ExperimentData:
@@ -296,7 +255,7 @@ def results_stem(cfg: FdepConfig) -> str:
 
 def provenance(cfg: FdepConfig) -> dict[str, Any]:
     """Parameters, recipe, seeds, versions and commit; take it before training."""
-    return engine_experiment.provenance(cfg.as_dict(), cfg.training_recipe(), cfg.seeds)
+    return cfg.provenance()
 
 
 def write_results(cfg: FdepConfig, runs: list[RunResult], out_dir: str | Path,

@@ -23,8 +23,8 @@ memory, which is our default (``quantize=None``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -160,28 +160,35 @@ def lesps_update(prob: np.ndarray, label: np.ndarray, points: np.ndarray | Seque
 
 
 @dataclass(frozen=True)
-class LespsRule:
-    """:func:`lesps_update` with fixed parameters: ``rule(prob, label, points) -> new label``."""
+class UpdateRule:
+    """A label update with fixed keywords: ``rule(prob, label, points) = update(prob, label, points,
+    **fields)``. Holds the keywords LESPS and PAL share; a rule adds its update's others as fields."""
 
+    update: ClassVar[Callable[..., np.ndarray]]
     tb: float = 0.5
     k: float = 0.5
     window: int = 33
     seed_window: int = 3
     area_fraction: float = 0.0015
+
+    def __post_init__(self) -> None:
+        check_window(self.window, self.seed_window)
+        quantize_to = getattr(self, "quantize_to", None)
+        if quantize_to not in QUANTIZERS:
+            raise IrlibInputError(f"quantize_to={quantize_to!r}: choose one of {QUANTIZERS}")
+
+    def __call__(self, prob: np.ndarray, label: np.ndarray, points: np.ndarray) -> np.ndarray:
+        return type(self).update(prob, label, points, **asdict(self))
+
+
+@dataclass(frozen=True)
+class LespsRule(UpdateRule):
+    """:func:`lesps_update` with fixed parameters: ``rule(prob, label, points) -> new label``."""
+
+    update = staticmethod(lesps_update)
     keep_ones: bool = True
     filter_single: bool = False
     quantize_to: str | None = None
 
-    def __post_init__(self) -> None:
-        check_window(self.window, self.seed_window)
-        if self.quantize_to not in QUANTIZERS:
-            raise IrlibInputError(f"quantize_to={self.quantize_to!r}: choose one of {QUANTIZERS}")
 
-    def __call__(self, prob: np.ndarray, label: np.ndarray, points: np.ndarray) -> np.ndarray:
-        return lesps_update(prob, label, points, tb=self.tb, k=self.k, window=self.window,
-                            seed_window=self.seed_window, area_fraction=self.area_fraction,
-                            keep_ones=self.keep_ones, filter_single=self.filter_single,
-                            quantize_to=self.quantize_to)
-
-
-__all__ = ["LespsRule", "lesps_update", "region_candidates"]
+__all__ = ["LespsRule", "UpdateRule", "lesps_update", "region_candidates"]

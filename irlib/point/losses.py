@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from irlib.engine.losses import Pred, SirstLoss
+from irlib.engine.losses import Pred, SirstLoss, prediction_list
 from irlib.errors import IrlibInputError
 
 
@@ -50,13 +50,7 @@ class LespsFocalLoss(SirstLoss):
 
     @staticmethod
     def _checked(pred: Pred, target: torch.Tensor) -> list[torch.Tensor]:
-        preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
-        if not preds:
-            raise IrlibInputError("loss: got an empty list of predictions")
-        for p in preds:
-            if p.shape != target.shape:
-                raise IrlibInputError(f"loss: prediction {tuple(p.shape)} and label {tuple(target.shape)} "
-                                      "differ; hosts must return full-size (B, 1, H, W) logits")
+        preds = prediction_list(pred, target)
         if float(target.min()) < 0.0 or float(target.max()) > 1.0:
             raise IrlibInputError("LespsFocalLoss: the soft label must lie in [0, 1]")
         return preds

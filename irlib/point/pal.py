@@ -36,7 +36,7 @@ from skimage.feature import canny
 from irlib.data.components import EIGHT, label_targets
 from irlib.data.points import points_to_mask
 from irlib.errors import IrlibInputError
-from irlib.point.lesps import (QUANTIZERS, check_inputs, check_window, label_regions, protect, quantize,
+from irlib.point.lesps import (UpdateRule, check_inputs, check_window, label_regions, protect, quantize,
                                region_candidates)
 
 AREA_MODES = ("contour", "pixels")
@@ -147,27 +147,13 @@ def pal_update(prob: np.ndarray, label: np.ndarray, points: np.ndarray | Sequenc
 
 
 @dataclass(frozen=True)
-class PalRule:
+class PalRule(UpdateRule):
     """:func:`pal_update` with fixed parameters: ``rule(prob, label, points) -> new label``."""
 
-    tb: float = 0.5
-    k: float = 0.5
-    window: int = 33
-    seed_window: int = 3
-    area_fraction: float = 0.0015
+    update = staticmethod(pal_update)
     decay: float = 0.97
     keep_ones: bool = True
     quantize_to: str | None = "round"
-
-    def __post_init__(self) -> None:
-        check_window(self.window, self.seed_window)
-        if self.quantize_to not in QUANTIZERS:
-            raise IrlibInputError(f"quantize_to={self.quantize_to!r}: choose one of {QUANTIZERS}")
-
-    def __call__(self, prob: np.ndarray, label: np.ndarray, points: np.ndarray) -> np.ndarray:
-        return pal_update(prob, label, points, tb=self.tb, k=self.k, window=self.window,
-                          seed_window=self.seed_window, area_fraction=self.area_fraction, decay=self.decay,
-                          keep_ones=self.keep_ones, quantize_to=self.quantize_to)
 
 
 # ----------------------------------------------------------------------------- sample pool

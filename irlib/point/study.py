@@ -22,9 +22,8 @@ named in rows and titles.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,15 +34,15 @@ from torch import nn
 from irlib.data.sample import Sample
 from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
+from irlib.engine.config import StudyConfig, config_from_profile
 from irlib.engine.evaluate import evaluate_model
-from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, train_augment
+from irlib.engine.experiment import ExperimentData, RunResult, run_training, scores_text, train_augment, write_csv
 from irlib.engine.normalize import Normalize
 from irlib.engine.objective import SupervisedObjective, recipe_loss
-from irlib.engine.recipes import Recipe, get_recipe
+from irlib.engine.recipes import Recipe
 from irlib.engine.trainer import Hook, PrintEvery
 from irlib.errors import IrlibInputError
 from irlib.models import count_params, create_model
-from irlib.paths import resolve_profile
 from irlib.point.bilevel import (HYPERGRADIENTS, VAL_FRACTION, BilevelObjective, OuterLoop, TeacherEval,
                                  TeacherForward, ViaTeacher, alpha_of, point_label_split)
 from irlib.point.clusters import ClusterTable, ClusterWeights, cluster_descriptors, describe_images
@@ -51,7 +50,6 @@ from irlib.point.labels import EvolutionHook, EvolvingLabels
 from irlib.point.losses import LespsFocalLoss
 from irlib.point.pal import PalSchedule
 from irlib.point.scam import ScamTeacher
-from irlib.repro import atomic_write_bytes
 from irlib.vfm import create_encoder
 
 ARMS = ("full_mask", "lesps", "pal", "ours_teacher", "ours_student")
@@ -60,12 +58,14 @@ METRICS = ("IoU", "nIoU", "Pd", "Fa_1e-6")
 
 
 @dataclass
-class PointStudyConfig:
+class PointStudyConfig(StudyConfig):
     """Every setting of one comparison (a profile fills what is left as ``None``).
 
-    ``recipe`` (``epochs``, ``batch_size``, ``crop_size``, ``lr`` replaced when given) trains every
+    Data, recipe, seeds and device are :class:`~irlib.engine.config.StudyConfig`'s. ``recipe``
+    (``epochs``, ``batch_size``, ``crop_size``, ``lr`` replaced when given) trains every
     arm. Bilevel: ``encoder`` (+ ``encoder_weights``, ``encoder_options``, ``vfm_layers``,
-    ``scam_options``) is the frozen VFM; ``val_fraction``/``val_mode`` the validation split;
+    ``scam_options``) is the frozen VFM; ``val_fraction``/``val_mode`` its validation split (of the
+    point-labelled training images, not the engine's);
     ``outer_every``/``outer_steps``/``lr_outer`` (``None``: the recipe's lr, as the release's README
     command)/``hypergradient`` the outer loop; ``pseudo_loss``/``align``/``align_target`` the inner
     loss. ``evolution_start`` (``None``: 0.2 E) and ``evolution_every`` drive PAL's and ours' label
@@ -73,24 +73,9 @@ class PointStudyConfig:
     test images too (the release's transductive choice; irlib's default: training images only).
     """
 
-    dataset: str = "synthetic"
-    root: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    synthetic_train: int = 512
-    synthetic_test: int = 128
-    synthetic_size: int = 256
-    max_train_images: int | None = None
-    max_test_images: int | None = None
-    on_size_mismatch: str = "resize_mask"
     hosts: list[str] = field(default_factory=lambda: ["acm", "alcnet"])
     arms: list[str] = field(default_factory=lambda: list(ARMS))
     recipe: str = "fdep_authors"
-    epochs: int | None = None
-    batch_size: int | None = None
-    crop_size: int | None = None
-    lr: float | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
     points: str = "centroid"
     encoder: str = "efficientnet_lite0"
     encoder_weights: str | None = None
@@ -115,10 +100,9 @@ class PointStudyConfig:
     cluster_test_images: bool = False
     eval_every: int = 0
     log_every: int = 10
-    device: str = "auto"
-    profile: str = "demo"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.arms) - set(ARMS))
         if unknown or not self.arms:
             raise IrlibInputError(f"arms {unknown or self.arms} not understood; choose from {ARMS}")
@@ -128,21 +112,7 @@ class PointStudyConfig:
             raise IrlibInputError(f"hypergradient={self.hypergradient!r}: choose one of {HYPERGRADIENTS}")
         self.arms = sorted(dict.fromkeys(self.arms), key=ARMS.index)
         self.hosts = [str(h).lower() for h in self.hosts]
-        self.seeds = [int(s) for s in np.atleast_1d(self.seeds)]
         self.encoder_options, self.scam_options = dict(self.encoder_options or {}), dict(self.scam_options or {})
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def training_recipe(self) -> Recipe:
-        return get_recipe(self.recipe, epochs=self.epochs, batch_size=self.batch_size, crop_size=self.crop_size,
-                          lr=self.lr)
-
-    def data_settings(self) -> DataSettings:
-        """The engine's data settings; ``val_fraction`` is the bilevel arms' own split of the
-        point-labelled training images, not the engine's (ground-truth) validation split."""
-        names = {f.name for f in fields(DataSettings)} - {"val_fraction", "val_seed"}
-        return DataSettings(**{k: v for k, v in self.as_dict().items() if k in names})
 
     def schedule(self, epochs: int) -> PalSchedule:
         """PAL's (and ours') update schedule for a run of ``epochs`` epochs."""
@@ -176,13 +146,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def make_config(profile: str | None = None, **overrides: Any) -> PointStudyConfig:
     """Config of ``profile`` (see :data:`PROFILES`) with every non-``None`` override applied."""
-    profile = resolve_profile(profile)
-    known = {f.name for f in fields(PointStudyConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise IrlibInputError(f"unknown point-study settings {sorted(unknown)}; known: {sorted(known)}")
-    values = {**copy.deepcopy(PROFILES[profile]), **{k: v for k, v in overrides.items() if v is not None}}
-    return PointStudyConfig(profile=profile, **values)
+    return config_from_profile(PointStudyConfig, PROFILES, profile, overrides, "point-study settings")
 
 
 # ----------------------------------------------------------------------------- building
@@ -383,9 +347,8 @@ def run_study(cfg: PointStudyConfig) -> PointStudy:
                 for res in got if isinstance(got, list) else [got]:
                     res.row["wall_time_s"] = round(time.perf_counter() - t0, 1)
                     w = res.row
-                    print(f"{host:7s} {w['arm']:13s} seed {seed}: IoU {w['IoU']:.2f}  nIoU {w['nIoU']:.2f}  Pd "
-                          f"{w['Pd']:.2f}  pseudo-label IoU {_fmt(w.get('pseudo_iou'))}  ({w['train_time_s']} s)",
-                          flush=True)
+                    print(f"{host:7s} {w['arm']:13s} seed {seed}: {scores_text(w)}  pseudo-label IoU "
+                          f"{_fmt(w.get('pseudo_iou'))}  ({w['train_time_s']} s)", flush=True)
                     runs.append(res)
     label = f"{cfg.dataset} ({len(samples)} train / {len(data.test)} test images)"
     return PointStudy(cfg, runs, clusters, {s.name: s.image for s in samples}, {s.name: s.mask for s in samples},
@@ -477,7 +440,7 @@ def results_stem(cfg: PointStudyConfig) -> str:
 
 def provenance(cfg: PointStudyConfig) -> dict[str, Any]:
     """Parameters, recipe, seeds, versions and commit; take it before training."""
-    return engine_experiment.provenance(cfg.as_dict(), cfg.training_recipe(), cfg.seeds)
+    return cfg.provenance()
 
 
 def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -489,8 +452,7 @@ def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, An
             "encoder_is_stand_in": study.encoder_is_stand_in, "encoder_description": study.encoder_description}
     paths = engine_experiment.write_results(stem, study.runs, out, meta)
     for key, frame in (("label_curves", study.label_curves), ("eval_curves", study.eval_curves)):
-        paths[key] = out / f"{stem}_{key}.csv"
-        atomic_write_bytes(paths[key], frame.to_csv(index=False, float_format="%.6g").encode())
+        paths[key] = write_csv(out / f"{stem}_{key}.csv", frame)
     if study.clusters is not None:
         paths["clusters"] = study.clusters.to_csv(out / f"{stem}_clusters.csv")
     return paths

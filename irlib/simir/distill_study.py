@@ -17,11 +17,10 @@ labelled with its own recipe; it is not one of these arms.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,14 +28,13 @@ from torch import nn
 from irlib import data as irdata
 from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
-from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, run_training, train_augment
+from irlib.engine.config import StudyConfig, config_from_profile
+from irlib.engine.experiment import ExperimentData, RunResult, run_training, scores_text, train_augment
 from irlib.engine.objective import recipe_loss
-from irlib.engine.recipes import Recipe, get_recipe
+from irlib.engine.recipes import Recipe
 from irlib.engine.trainer import History, PrintEvery, fit
 from irlib.errors import IrlibInputError
 from irlib.models import count_params, create_model
-from irlib.paths import resolve_profile
-from irlib.repro import atomic_write_bytes
 from irlib.simir.distill import DistillObjective, FeatureDistiller, unlabelled_images
 from irlib.simir.probe import ProbeObjective
 from irlib.simir.probing import ProbeVariant, build_encoder, build_probe, cpu_latency_ms
@@ -45,69 +43,43 @@ ARMS = ("student_scratch", "student_distilled", "teacher_finetuned", "acm")
 
 
 @dataclass
-class DistillStudyConfig:
+class DistillStudyConfig(StudyConfig):
     """Every setting of one comparison (a profile fills what is left as ``None``).
 
-    ``recipe`` (with ``epochs``, ``batch_size``, ``crop_size``, ``lr`` replaced when given) trains
-    every arm; ``teacher_lr`` replaces the lr for the teacher only (a pretrained encoder under a
+    Data, recipe, seeds and device are :class:`~irlib.engine.config.StudyConfig`'s. ``recipe``
+    (with ``epochs``, ``batch_size``, ``crop_size``, ``lr`` replaced when given) trains every arm;
+    ``teacher_lr`` replaces the lr for the teacher only (a pretrained encoder under a
     fresh decoder may need a smaller one). Stage 1 uses the same recipe with ``stage1_epochs``,
     ``stage1_lr`` and the images of the training split plus ``stage1_synthetic`` synthetic ones.
     ``output_kd_weight`` > 0 adds output-level distillation from the fine-tuned teacher in stage 1.
     """
 
-    dataset: str = "synthetic"
-    root: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    synthetic_train: int = 512
-    synthetic_test: int = 128
-    synthetic_size: int = 256
-    max_train_images: int | None = None
-    max_test_images: int | None = None
     student: str = "simir_tiny"
     student_options: dict[str, Any] = field(default_factory=dict)
     teacher: str = "efficientnet_lite0"
     teacher_weights: str | None = None
     recipe: str = "simir_cpu"
-    epochs: int | None = None
-    batch_size: int | None = None
-    crop_size: int | None = None
-    lr: float | None = None
     teacher_lr: float | None = None
     stage1_epochs: int = 20
     stage1_lr: float = 1e-3
     stage1_synthetic: int = 0
     output_kd_weight: float = 0.0
     arms: list[str] = field(default_factory=lambda: list(ARMS))
-    seeds: list[int] = field(default_factory=lambda: [0])
     eval_every: int = 0
     latency_runs: int = 5
-    device: str = "auto"
-    profile: str = "demo"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.arms) - set(ARMS))
         if unknown or not self.arms:
             raise IrlibInputError(f"arms {unknown or self.arms} not understood; choose from {ARMS}")
         if self.output_kd_weight > 0 and "teacher_finetuned" not in self.arms:
             raise IrlibInputError("output_kd_weight > 0 distils the fine-tuned teacher: keep 'teacher_finetuned' "
                                   "in arms")
-        self.seeds = [int(s) for s in self.seeds]
         self.arms = sorted(self.arms, key=ARMS.index)
         if self.output_kd_weight > 0:      # the teacher must be trained before it is distilled
             self.arms.remove("teacher_finetuned")
             self.arms.insert(0, "teacher_finetuned")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def training_recipe(self) -> Recipe:
-        return get_recipe(self.recipe, epochs=self.epochs, batch_size=self.batch_size, crop_size=self.crop_size,
-                          lr=self.lr)
-
-    def data_settings(self) -> DataSettings:
-        names = {f.name for f in fields(DataSettings)}
-        return DataSettings(**{k: v for k, v in self.as_dict().items() if k in names})
 
 
 #: * ``smoke``: every arm on a few synthetic 64-pixel images for 2 epochs (a pipeline check).
@@ -131,13 +103,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def make_config(profile: str | None = None, **overrides: Any) -> DistillStudyConfig:
     """Config of ``profile`` with every non-``None`` override applied."""
-    profile = resolve_profile(profile)
-    known = {f.name for f in fields(DistillStudyConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise IrlibInputError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
-    values = {**copy.deepcopy(PROFILES[profile]), **{k: v for k, v in overrides.items() if v is not None}}
-    return DistillStudyConfig(profile=profile, **values)
+    return config_from_profile(DistillStudyConfig, PROFILES, profile, overrides)
 
 
 def stage1_images(cfg: DistillStudyConfig, data: ExperimentData, recipe: Recipe, seed: int) -> SirstTorchDataset:
@@ -231,8 +197,8 @@ def run_study(cfg: DistillStudyConfig) -> DistillStudy:
         for arm in cfg.arms:
             run = run_arm(cfg, arm, seed, data, teachers)
             r = run.row
-            print(f"{arm:20s} seed {seed}: IoU {r['IoU']:.2f}  nIoU {r['nIoU']:.2f}  Pd {r['Pd']:.2f}  "
-                  f"Fa {r['Fa_1e-6']:.2f}e-6  ({r['train_time_s']} s + stage 1 {r['stage1_time_s']} s)", flush=True)
+            print(f"{arm:20s} seed {seed}: {scores_text(r)}  ({r['train_time_s']} s + stage 1 {r['stage1_time_s']} s)",
+                  flush=True)
             runs.append(run)
     return DistillStudy(cfg, runs, data.label)
 
@@ -249,7 +215,8 @@ def study_title(study: DistillStudy) -> str:
 
 
 def provenance(cfg: DistillStudyConfig) -> dict[str, Any]:
-    return engine_experiment.provenance(cfg.as_dict(), cfg.training_recipe(), cfg.seeds)
+    """Parameters, recipe, seeds, versions and commit; take it before training."""
+    return cfg.provenance()
 
 
 def write_results(study: DistillStudy, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, Path]:

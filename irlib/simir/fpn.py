@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irlib.errors import IrlibInputError
 from irlib.simir.layers import MLP, QueryBlock, sine_positions, tokens
 
 
@@ -46,26 +47,39 @@ class QueryFPN(nn.Module):
         else:
             self.query_feat = nn.Embedding(fpn_queries, dim)   # plain learned tokens, no refinement
 
-    def forward(self, features: list[Tensor], encoder_queries: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """``features`` shallow to deep -> (mask features M, mid logits, the queries)."""
+    def top_down(self, features: list[Tensor], encoder_queries: Tensor | None,
+                 use_queries: bool | None = None) -> tuple[list[Tensor], Tensor]:
+        """The top-down loop on ``features`` (shallow to deep): each level's output ``y``, deepest
+        first, and the queries after the last level. ``use_queries=False`` skips the query blocks
+        (same weights otherwise); ``None``: as built."""
+        use_queries = self.use_queries if use_queries is None else use_queries
+        if use_queries and not self.use_queries:
+            raise IrlibInputError("this FPN has no query blocks (queries='none'); use use_queries=False")
         b = features[0].shape[0]
         q = self.query_feat.weight[None].expand(b, -1, -1)
-        if self.use_queries:
+        if use_queries:
             if encoder_queries is None:
-                raise ValueError("QueryFPN(use_queries=True) needs the encoder's queries")
+                raise IrlibInputError("QueryFPN(use_queries=True) needs the encoder's queries")
             q = torch.cat([q, encoder_queries], 1)
             qpos = self.query_pos.weight[None].expand(b, -1, -1)
+        outputs: list[Tensor] = []
         y = None
         for level, f in enumerate(features[::-1]):
             cur = self.lateral[level](f)
-            if self.use_queries:
+            if use_queries:
                 bb, c, h, w = cur.shape
                 src = tokens(cur) + self.level_embed.weight[level]
                 q, out = self.blocks[level](q, qpos, src, tokens(sine_positions(cur, c)))
                 cur = out.transpose(1, 2).reshape(bb, c, h, w)
             y = cur if y is None else cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest")
             y = self.output[level](y)
-        m = self.mask_features(y)
+            outputs.append(y)
+        return outputs, q
+
+    def forward(self, features: list[Tensor], encoder_queries: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``features`` shallow to deep -> (mask features M, mid logits, the queries)."""
+        outputs, q = self.top_down(features, encoder_queries)
+        m = self.mask_features(outputs[-1])
         emb = self.mask_embed(self.norm(q[:, 0]))
         mid = torch.einsum("bc,bchw->bhw", emb, m)[:, None]
         return m, mid, q

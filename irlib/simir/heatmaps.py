@@ -1,12 +1,12 @@
 """FPN feature heatmaps of a SimIR student with and without its FPN queries (the paper's Figure 4).
 
-:func:`fpn_level_features` re-runs :class:`~irlib.simir.fpn.QueryFPN`'s top-down loop with the
-FPN's own modules and returns every level's output ``y`` (after its 3x3 Conv-GN-ReLU), keyed
+:func:`fpn_level_features` runs :meth:`~irlib.simir.fpn.QueryFPN.top_down` (the loop of
+``QueryFPN.forward``) and returns every level's output ``y`` (after its 3x3 Conv-GN-ReLU), keyed
 ``"P5"`` .. ``"P2"`` (``P<k>`` is the level of ``res<k>``, at stride ``stem_stride * 2**(k-2)``
 of the input). ``use_queries=False`` bypasses the per-level query blocks of the same weights: the
 lateral features pass straight on. The encoder is left as it is (its own queries still act).
-With ``use_queries=True`` the loop is exactly ``QueryFPN.forward`` (``tests/test_simir_heatmaps.py``
-checks that ``mask_features(P2)`` equals the forward's ``M``).
+With ``use_queries=True`` ``mask_features(P2)`` is the forward's ``M``
+(``tests/test_simir_heatmaps.py`` checks it).
 
 A heatmap is the **L2 norm over channels** of a feature map (``reduce="l2"``, the default; or
 ``"mean_abs"``, the channel mean of ``|f|``), min-max normalised to [0, 1] **per map**.
@@ -21,13 +21,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from irlib.engine.normalize import Normalize
 from irlib.errors import IrlibInputError
 from irlib.simir.fpn import QueryFPN
-from irlib.simir.layers import sine_positions, tokens
 from irlib.simir.student import SimIRStudent
 
 REDUCTIONS = ("l2", "mean_abs")
@@ -40,28 +38,8 @@ def fpn_level_features(fpn: QueryFPN, features: list[Tensor], encoder_queries: T
     ``use_queries=False`` skips the query blocks (same weights otherwise); ``True`` needs an FPN
     built with queries and the encoder's queries. Returns ``{"P5": ..., ..., "P2": ...}``.
     """
-    if use_queries and not fpn.use_queries:
-        raise IrlibInputError("this FPN has no query blocks (queries='none'); use use_queries=False")
-    if use_queries and encoder_queries is None:
-        raise IrlibInputError("use_queries=True needs the encoder's queries")
-    b = features[0].shape[0]
-    if use_queries:
-        q = torch.cat([fpn.query_feat.weight[None].expand(b, -1, -1), encoder_queries], 1)
-        qpos = fpn.query_pos.weight[None].expand(b, -1, -1)
-    levels = len(features)
-    out: dict[str, Tensor] = {}
-    y = None
-    for level, f in enumerate(features[::-1]):
-        cur = fpn.lateral[level](f)
-        if use_queries:
-            bb, c, h, w = cur.shape
-            src = tokens(cur) + fpn.level_embed.weight[level]
-            q, pix = fpn.blocks[level](q, qpos, src, tokens(sine_positions(cur, c)))
-            cur = pix.transpose(1, 2).reshape(bb, c, h, w)
-        y = cur if y is None else cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest")
-        y = fpn.output[level](y)
-        out[f"P{levels + 1 - level}"] = y
-    return out
+    outputs, _ = fpn.top_down(features, encoder_queries, use_queries)
+    return {f"P{len(outputs) + 1 - level}": y for level, y in enumerate(outputs)}
 
 
 def heatmap(feature: Tensor, reduce: str = "l2") -> Tensor:

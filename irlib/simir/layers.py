@@ -79,18 +79,11 @@ class CrossAttention(nn.Module):
         return self.norm(x + self.drop(out))
 
 
-class SelfAttention(nn.Module):
-    """``x <- attend(x + pos, x + pos, x)``, residual, LayerNorm."""
+class SelfAttention(CrossAttention):
+    """``x <- attend(x + pos, x + pos, x)``, residual, LayerNorm: :class:`CrossAttention` of ``x`` on itself."""
 
-    def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
-        q = x if pos is None else x + pos
-        return self.norm(x + self.drop(self.attn(q, q, x, need_weights=False)[0]))
+    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        return super().forward(x, x, pos, pos)
 
 
 class FFN(nn.Module):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,16 +23,15 @@ import torch
 from torch import nn
 
 from irlib.engine import experiment as engine_experiment
+from irlib.engine.config import StudyConfig, config_from_profile
 from irlib.engine.evaluate import evaluate_model
-from irlib.engine.experiment import DataSettings, ExperimentData, RunResult, first_items, run_training
+from irlib.engine.experiment import (ExperimentData, RunResult, first_items, run_training, scores_text,
+                                    write_csv)
 from irlib.engine.normalize import Normalize
 from irlib.engine.objective import recipe_loss
-from irlib.engine.recipes import Recipe, get_recipe
 from irlib.engine.trainer import EpochContext, Hook, PrintEvery, resolve_device
 from irlib.errors import IrlibInputError
 from irlib.models import count_params
-from irlib.paths import resolve_profile
-from irlib.repro import atomic_write_bytes
 from irlib.simir.probe import MODES, ProbeObjective, ProbeSegmenter
 from irlib.vfm import create_encoder
 
@@ -77,44 +76,27 @@ class ProbeVariant:
 
 
 @dataclass
-class ProbingConfig:
+class ProbingConfig(StudyConfig):
     """Every setting of one probing study (a profile fills the ones left as ``None``).
 
-    Data fields are :class:`irlib.engine.experiment.DataSettings`'; ``recipe`` names a recipe of
-    :mod:`irlib.engine.recipes`, whose ``epochs``, ``batch_size``, ``crop_size``, ``lr``,
-    ``weight_decay``, ``loss`` and ``schedule`` the fields of the same name replace.
+    Data, recipe, seeds and device are :class:`~irlib.engine.config.StudyConfig`'s: ``recipe``
+    names a recipe of :mod:`irlib.engine.recipes`, whose ``epochs``, ``batch_size``, ``crop_size``,
+    ``lr``, ``weight_decay``, ``loss`` and ``schedule`` the fields of the same name replace.
     ``curve_every``: score train and test images every that many epochs (and after the last);
     ``curve_train_images`` caps the training images scored (the first N).
     ``latency_runs``: timed CPU forwards of one 256x256 image (median reported).
     """
 
     variants: list[Any] = field(default_factory=list)
-    dataset: str = "synthetic"
-    root: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    synthetic_train: int = 512
-    synthetic_test: int = 128
-    synthetic_size: int = 256
-    max_train_images: int | None = None
-    max_test_images: int | None = None
-    on_size_mismatch: str = "resize_mask"
-    recipe: str = "cpu_demo"
-    epochs: int | None = None
-    batch_size: int | None = None
-    crop_size: int | None = None
-    lr: float | None = None
     weight_decay: float | None = None
     loss: str | None = None
     schedule: str | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
     curve_every: int = 1
     curve_train_images: int | None = None
     latency_runs: int = 5
-    device: str = "auto"
-    profile: str = "demo"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.variants = [ProbeVariant.parse(v) for v in self.variants]
         if not self.variants:
             raise IrlibInputError("ProbingConfig: no variants; give variants=[(encoder, weights, mode), ...]")
@@ -123,19 +105,6 @@ class ProbingConfig:
             raise IrlibInputError(f"ProbingConfig: variants repeat: {labels}")
         if self.curve_every < 1 or self.latency_runs < 1:
             raise IrlibInputError("ProbingConfig: curve_every and latency_runs must be >= 1")
-        self.seeds = [int(s) for s in self.seeds]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def training_recipe(self) -> Recipe:
-        """The named recipe with this config's replacements."""
-        return get_recipe(self.recipe, epochs=self.epochs, batch_size=self.batch_size, crop_size=self.crop_size,
-                          lr=self.lr, weight_decay=self.weight_decay, loss=self.loss, schedule=self.schedule)
-
-    def data_settings(self) -> DataSettings:
-        names = {f.name for f in fields(DataSettings)}
-        return DataSettings(**{k: v for k, v in self.as_dict().items() if k in names})
 
 
 def _grid(encoders: Sequence[str], weights: Sequence[str | None], modes: Sequence[str] = MODES,
@@ -166,13 +135,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def make_config(profile: str | None = None, **overrides: Any) -> ProbingConfig:
     """Config of ``profile`` (see :data:`PROFILES`) with every non-``None`` override applied."""
-    profile = resolve_profile(profile)
-    known = {f.name for f in fields(ProbingConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise IrlibInputError(f"unknown probing settings {sorted(unknown)}; known: {sorted(known)}")
-    values = {**copy.deepcopy(PROFILES[profile]), **{k: v for k, v in overrides.items() if v is not None}}
-    return ProbingConfig(profile=profile, **values)
+    return config_from_profile(ProbingConfig, PROFILES, profile, overrides, "probing settings")
 
 
 # ----------------------------------------------------------------------------- building
@@ -301,8 +264,7 @@ def run_study(cfg: ProbingConfig, progress: bool = False) -> ProbingStudy:
         for variant in usable:
             run = run_variant(cfg, variant, seed, data, progress)
             r = run.row
-            print(f"{variant.label:40s} seed {seed}: IoU {r['IoU']:.2f}  nIoU {r['nIoU']:.2f}  Pd {r['Pd']:.2f}  "
-                  f"Fa {r['Fa_1e-6']:.2f}e-6  ({r['wall_time_s']} s)", flush=True)
+            print(f"{variant.label:40s} seed {seed}: {scores_text(r)}  ({r['wall_time_s']} s)", flush=True)
             runs.append(run)
     return ProbingStudy(cfg, runs, skipped, data.label)
 
@@ -354,7 +316,7 @@ def results_stem(cfg: ProbingConfig) -> str:
 
 def provenance(cfg: ProbingConfig) -> dict[str, Any]:
     """Parameters, recipe, seeds, versions and commit; take it before training."""
-    return engine_experiment.provenance(cfg.as_dict(), cfg.training_recipe(), cfg.seeds)
+    return cfg.provenance()
 
 
 def write_results(study: ProbingStudy, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -364,9 +326,7 @@ def write_results(study: ProbingStudy, out_dir: str | Path, metadata: dict[str, 
             "data_label": study.data_label, "title": study_title(study)}
     stem = results_stem(study.config)
     paths = engine_experiment.write_results(stem, study.runs, out_dir, meta)
-    curves = Path(out_dir) / f"{stem}_curves.csv"
-    atomic_write_bytes(curves, study.curves.to_csv(index=False, float_format="%.6g").encode())
-    return {**paths, "curves": curves}
+    return {**paths, "curves": write_csv(Path(out_dir) / f"{stem}_curves.csv", study.curves)}
 
 
 __all__ = ["PROFILES", "ProbeVariant", "ProbingConfig", "ProbingStudy", "TABLE_COLUMNS",
