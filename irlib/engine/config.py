@@ -27,7 +27,7 @@ from irlib.errors import IrlibInputError
 from irlib.paths import resolve_profile
 
 #: Config fields that replace the recipe's fields of the same name when set (those a config has).
-RECIPE_OVERRIDES = ("epochs", "batch_size", "crop_size", "lr", "weight_decay", "loss", "schedule")
+RECIPE_OVERRIDES = ("epochs", "batch_size", "crop_size", "lr", "weight_decay", "loss", "schedule", "head_prior")
 
 
 @dataclass
