@@ -16,7 +16,7 @@ from irlib.data.sample import Sample
 from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import Hook, Normalize, fit
 from irlib.errors import IrlibInputError
-from irlib.models import create_model
+from irlib.models import create_model, load_host, read_host_meta
 from irlib.point import study as ps
 from irlib.point.bilevel import (BilevelObjective, OuterLoop, TeacherForward, alpha_of, bce_per_image, hypergradient,
                                  kd_per_image, natural_key, point_label_split, validation_labels, validation_split)
@@ -286,6 +286,16 @@ def test_smoke_study_gives_one_row_per_arm_host_and_seed(tmp_path):
     assert set(pd.read_csv(paths["clusters"])["name"]) == set(study.images)
     curves = study.eval_curves
     assert set(curves["arm"]) == set(ps.ARMS) and len(curves) == 10 * cfg.training_recipe().epochs
+    # deployed hosts saved with their normalisation: 4 per host and seed (not the teacher), reloadable
+    saved = ps.write_results(study, tmp_path / "w", weights=True)
+    files = sorted(p.name for k, p in saved.items() if k.startswith("weights_"))
+    assert len(files) == 8 and not any("ours_teacher" in f for f in files)
+    path = saved[f"weights_{ps.results_stem(cfg)}_acm_ours_student_seed{cfg.seeds[0]}"]
+    reloaded = load_host(path).eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), student.deployed.eval()(x))
+    assert read_host_meta(path)["normalize"] == study.normalize.to_dict()
     with pytest.raises(IrlibInputError, match="arms"):
         ps.make_config("smoke", arms=["ours"])
 

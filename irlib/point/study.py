@@ -42,7 +42,7 @@ from irlib.engine.objective import SupervisedObjective, recipe_loss
 from irlib.engine.recipes import Recipe
 from irlib.engine.trainer import Hook, PrintEvery
 from irlib.errors import IrlibInputError
-from irlib.models import count_params, create_model
+from irlib.models import count_params, create_model, save_host
 from irlib.point.bilevel import (HYPERGRADIENTS, VAL_FRACTION, BilevelObjective, OuterLoop, TeacherEval,
                                  TeacherForward, ViaTeacher, alpha_of, point_label_split)
 from irlib.point.clusters import ClusterTable, ClusterWeights, cluster_descriptors, describe_images
@@ -305,6 +305,7 @@ class PointStudy:
     data_label: str = ""
     encoder_is_stand_in: bool | None = None
     encoder_description: str = ""
+    normalize: Normalize | None = None
 
     @property
     def table(self) -> Any:
@@ -352,7 +353,7 @@ def run_study(cfg: PointStudyConfig) -> PointStudy:
                     runs.append(res)
     label = f"{cfg.dataset} ({len(samples)} train / {len(data.test)} test images)"
     return PointStudy(cfg, runs, clusters, {s.name: s.image for s in samples}, {s.name: s.mask for s in samples},
-                      label, stand_in, description)
+                      label, stand_in, description, data.normalize)
 
 
 def _fmt(v: Any) -> str:
@@ -443,9 +444,13 @@ def provenance(cfg: PointStudyConfig) -> dict[str, Any]:
     return cfg.provenance()
 
 
-def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, Any] | None = None,
+                  weights: bool = False) -> dict[str, Path]:
     """``<stem>.csv`` / ``.json`` (rows, summary, histories, provenance) and ``<stem>_clusters.csv``,
-    ``_label_curves.csv``, ``_eval_curves.csv`` into ``out_dir``, atomically."""
+    ``_label_curves.csv``, ``_eval_curves.csv`` into ``out_dir``, atomically. With ``weights`` every
+    deployed host (all arms but the teacher) also goes to ``weights/<stem>_<host>_<arm>_seed<s>.pt``
+    (:func:`irlib.models.save_host`, with its normalisation in the meta, so ``irlib predict`` and the
+    cross-dataset table read it as they are)."""
     out = Path(out_dir)
     stem = results_stem(study.config)
     meta = {**(metadata or provenance(study.config)), "data_label": study.data_label, "title": study_title(study),
@@ -455,6 +460,17 @@ def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, An
         paths[key] = write_csv(out / f"{stem}_{key}.csv", frame)
     if study.clusters is not None:
         paths["clusters"] = study.clusters.to_csv(out / f"{stem}_clusters.csv")
+    if weights:
+        for r in study.runs:
+            if r.row["arm"] == "ours_teacher":
+                continue
+            name = f"{stem}_{r.row['host']}_{r.row['arm']}_seed{r.seed}"
+            host_meta = {"dataset": study.config.dataset, "arm": r.row["arm"], "seed": r.seed,
+                         "recipe": r.row.get("recipe"), "epochs": r.row.get("epochs"),
+                         "deviations": r.row.get("deviations"), "git_commit": meta.get("git_commit")}
+            if study.normalize is not None:
+                host_meta["normalize"] = study.normalize.to_dict()
+            paths[f"weights_{name}"] = save_host(r.deployed.cpu(), out / "weights" / f"{name}.pt", meta=host_meta)
     return paths
 
 

@@ -5,8 +5,8 @@ cache in memory (crops aligned to 32 px for both arms), 100 epochs, one thread, 
 
     OMP_NUM_THREADS=1 python results/fdep_rerun/rerun.py --seed 0 --out /tmp/fdep_seed0
 
-Writes ``<stem>_basicirstd_aligned_ep<E>_<arm>_seed<S>.{csv,json}`` and the test maps under
-``<out>/predictions``. Seed 42's files (written before this script, same call) carry no seed suffix.
+Writes ``<stem>_basicirstd_aligned_ep<E>_<arm>_seed<S>.{csv,json}``, the deployed host as ``.pt``
+(``irlib.models.save_host`` with its normalisation) and the test maps under ``<out>/predictions``. Seed 42's files (written before this script, same call) carry no seed suffix.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 import irlib.fdep.experiment as fx
 from irlib.engine import experiment as engine_experiment
+from irlib.models import save_host
 
 
 def main() -> None:
@@ -37,6 +38,9 @@ def main() -> None:
         run = fx.run_arm(cfg, arm, args.seed, data, progress=False, predictions_root=args.out / "predictions")
         stem = f"{fx.results_stem(cfg)}_basicirstd_aligned_ep{args.epochs}_{arm}_seed{args.seed}"
         engine_experiment.write_results(stem, [run], args.out, meta)
+        save_host(run.deployed.cpu(), args.out / f"{stem}.pt",
+                  meta={"normalize": data.normalize.to_dict(), "dataset": cfg.dataset, "arm": arm, "seed": args.seed,
+                        "recipe": "basicirstd", "epochs": args.epochs, "git_commit": meta.get("git_commit")})
         print({k: run.row.get(k) for k in ("variant", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "HSE",
                                            "train_time_s")}, flush=True)
 
