@@ -13,7 +13,7 @@ import torch
 from irlib.engine import baseline as bl
 from irlib.engine.experiment import DataSettings
 from irlib.engine.recipes import get_recipe
-from irlib.models import load_host
+from irlib.models import load_host, read_host_meta
 
 TINY = DataSettings(dataset="synthetic", synthetic_train=8, synthetic_test=3, synthetic_size=64)
 
@@ -31,6 +31,8 @@ def test_baseline_run_writes_results_weights_and_report(tmp_path) -> None:
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(shipped(x), result.deployed.cpu().eval()(x))
+    meta = read_host_meta(tmp_path / f"{stem}.pt")  # what irlib predict and the cross-dataset table read
+    assert meta["dataset"] == "synthetic" and len(meta["normalize"]["mean"]) == 1 and meta["seed"] == 3
 
     runs = bl.load_runs(tmp_path)
     assert len(runs) == 1 and runs[0]["seed"] == 3 and runs[0]["epochs_run"] == 2

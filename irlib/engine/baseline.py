@@ -70,7 +70,9 @@ def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int,
         write_results(stem, [result], out_dir, meta)
         result.history.to_csv(Path(out_dir) / f"{stem}_history.csv")
         if save_weights:
-            save_host(result.deployed.cpu(), Path(out_dir) / f"{stem}.pt")
+            save_host(result.deployed.cpu(), Path(out_dir) / f"{stem}.pt",
+                      meta={"normalize": data.normalize.to_dict(), "dataset": settings.dataset, "recipe": recipe.name,
+                            "epochs": recipe.epochs, "seed": seed, "git_commit": meta.get("git_commit")})
     return result
 
 
