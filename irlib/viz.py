@@ -48,6 +48,24 @@ def show_overlay(ax: Any, image: np.ndarray, mask: np.ndarray | None = None,
     ax.set_yticks([])
 
 
+def outline_legend(fig: Any, mask: bool = True, pred: bool = True, marks: bool = False,
+                   threshold: float | None = None) -> Any:
+    """A figure-level legend under the panels for :func:`show_overlay`'s outlines: green = real mask
+    (circles with ``marks``), red = prediction (``> threshold`` when given)."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if mask:
+        handles.append(Line2D([], [], color=MASK_COLOR, lw=1.2, label="real mask (outline)"))
+    if marks:
+        handles.append(Line2D([], [], color=MASK_COLOR, lw=0, marker="o", mfc="none", ms=9, label="target (circled)"))
+    if pred:
+        what = f"prediction > {threshold:g}" if threshold is not None else "prediction"
+        handles.append(Line2D([], [], color=PRED_COLOR, lw=1.2, label=f"{what} (outline)"))
+    return fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+                      fontsize=8, frameon=False)
+
+
 def crop_around(array: np.ndarray, center: tuple[float, float], size: int) -> np.ndarray:
     """``size x size`` window of a 2-D array centred on ``center`` (row, col), zero-padded."""
     half = size // 2

@@ -50,3 +50,20 @@ def test_notebook_00_contract() -> None:
     for cell in cells:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+def test_outline_legend_names_the_outline_colours():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from irlib.viz import MASK_COLOR, PRED_COLOR, outline_legend
+
+    fig, _ = plt.subplots()
+    legend = outline_legend(fig, marks=True, threshold=0.5)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["real mask (outline)", "target (circled)", "prediction > 0.5 (outline)"]
+    colors = [tuple(h.get_color()) for h in legend.legend_handles]
+    assert colors[0] == MASK_COLOR and colors[2] == PRED_COLOR
+    plt.close(fig)

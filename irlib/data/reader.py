@@ -143,6 +143,7 @@ class SirstDataset:
         image = read_image(self._images[i])
         mask = read_mask(self._masks[i])
         if mask.shape != image.shape:
+            mask_wh = f"{mask.shape[1]}x{mask.shape[0]}"
             what = (f"mask file {self._masks[i]} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its "
                     f"image {self._images[i]} is {image.shape[1]}x{image.shape[0]}")
             if self.on_size_mismatch == "raise":
@@ -152,10 +153,20 @@ class SirstDataset:
             mask = resize_mask_nearest(mask, image.shape)
             if i not in self._warned:
                 self._warned.add(i)
+                # paths relative to the dataset's parent folder: notebooks show no machine-specific paths
+                what = (f"mask file {self._shown(self._masks[i])} is {mask_wh} (WxH) but its image "
+                        f"{self._shown(self._images[i])} is {image.shape[1]}x{image.shape[0]}")
                 warnings.warn(f"{what}; resized the mask to the image (nearest neighbour) as "
                               f"on_size_mismatch='resize_mask' asks", MaskResizedWarning,
                               stacklevel=3)
         return Sample(self.names[i], image, mask)
+
+    def _shown(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the folder above the dataset (e.g. ``NUAA-SIRST/masks/x.png``)."""
+        try:
+            return str(Path(path).relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
 
     def image_path(self, index: int) -> Path:
         """File of image ``index``."""

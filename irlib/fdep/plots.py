@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from irlib.viz import show_overlay
+from irlib.viz import MASK_COLOR, PRED_COLOR, outline_legend, show_overlay
 
 VARIANT_COLORS = {"baseline": "tab:blue", "fdep": "tab:orange"}
 
@@ -78,11 +78,12 @@ def prediction_grid(test: Sequence[Any], runs: Sequence[Any], threshold: float =
             ax.imshow(prob, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
             pred = np.asarray(prob > threshold)
             if sample.mask.any():
-                ax.contour(sample.mask.astype(np.float32), levels=[0.5], colors=["lime"], linewidths=0.6)
+                ax.contour(sample.mask.astype(np.float32), levels=[0.5], colors=[MASK_COLOR], linewidths=0.6)
             if pred.any():
-                ax.contour(pred.astype(np.float32), levels=[0.5], colors=["red"], linewidths=0.6)
+                ax.contour(pred.astype(np.float32), levels=[0.5], colors=[PRED_COLOR], linewidths=0.6)
             ax.set_title(f"{r.variant} seed {r.seed}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
+    outline_legend(fig, marks=True, threshold=threshold)
     return fig

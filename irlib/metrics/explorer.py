@@ -148,7 +148,7 @@ class ThresholdExplorer:
         axes[0].set_axis_off()
         draw_overlay(axes[1], ov, f"t={threshold:.3f}: {ov.hits}/{ov.n_targets} hits, "
                                   f"{ov.fa_regions} false regions ({ov.fa_pixels} px), "
-                                  f"IoU {ov.iou:.2f}")
+                                  f"IoU {100 * ov.iou:.1f} %")
         axes[1].add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), min(zoom, w), min(zoom, h),
                                         fill=False, ec="white", lw=0.8))
         axes[2].imshow(ov.rgb[r0:r0 + zoom, c0:c0 + zoom], interpolation="nearest")
