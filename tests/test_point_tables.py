@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from irlib.errors import IrlibInputError
-from irlib.point.tables import combine_runs, comparison_table, mean_std, paired_differences
+from irlib.engine.tables import mean_std, paired_differences
+from irlib.point.tables import combine_runs, comparison_table
 
 
 def _row(host: str, arm: str, seed: int, iou: float, **extra) -> dict:
@@ -37,9 +38,12 @@ def test_paired_differences_match_hosts_and_seeds():
     runs = pd.DataFrame([_row("acm", "lesps", 0, 40.0), _row("acm", "lesps", 1, 50.0),
                          _row("acm", "full_mask", 0, 47.0), _row("acm", "full_mask", 1, 45.0),
                          _row("alcnet", "lesps", 0, 30.0)])
-    diff = paired_differences(runs, "lesps", "full_mask")
+    diff = paired_differences(runs, "arm", "lesps", "full_mask", metrics=("IoU", "nIoU"))
     assert diff[["host", "seed"]].values.tolist() == [["acm", 0], ["acm", 1]]
-    assert diff.iloc[:, -1].tolist() == pytest.approx([-7.0, 5.0])
+    assert diff["IoU lesps − full_mask"].tolist() == pytest.approx([-7.0, 5.0])
+    assert diff["nIoU lesps − full_mask"].tolist() == pytest.approx([-7.0, 5.0])
+    with pytest.raises(IrlibInputError, match="several rows"):
+        paired_differences(pd.concat([runs, runs]), "arm", "lesps", "full_mask")
 
 
 def test_combine_runs_reads_several_files_and_refuses_mixed_protocols(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from irlib.ablations import DEFAULT_STUDIES, build_study, list_studies
 from irlib.engine.experiment import DataSettings, RunResult, load_data, run_training
 from irlib.engine.recipes import get_recipe
-from irlib.engine.study import COLUMNS, Study, plot_study, run_study, sweep
+from irlib.engine.study import COLUMNS, Study, effect_sizes, plot_study, run_study, sweep
 from irlib.errors import IrlibInputError
 from irlib.models import create_model
 
@@ -166,3 +166,16 @@ def test_fdep_main_branch_keeps_the_vfm_at_inference() -> None:
     assert (main - light).abs().max() > 1e-4, "the main branch must go through SAMF and the VFM"
     with pytest.raises(ValueError, match="deploy_branch"):
         fx.make_config("smoke", deploy_branch="teacher")
+
+
+def test_effect_sizes_pair_each_variant_with_the_base_by_seed(grid: tuple[pd.DataFrame, Any]) -> None:
+    table, _ = grid
+    effects = effect_sizes(table).set_index("variant")
+    assert list(effects.index) == ["lr 1e-2", "lr 1e-3 again"] and (effects["reference"] == "lr 1e-3").all()
+    assert (effects["seeds"] == 2).all()
+    # the same config as the base with the same seeds trains the same networks: no effect
+    assert effects.loc["lr 1e-3 again", "IoU Δ"] == 0.0 and effects.loc["lr 1e-3 again", "IoU Δ std"] == 0.0
+    ref, other = (table[table["variant"] == v].set_index("seed")["IoU"] for v in ("lr 1e-3", "lr 1e-2"))
+    assert effects.loc["lr 1e-2", "IoU Δ"] == pytest.approx(float((other - ref).mean()))
+    with pytest.raises(IrlibInputError, match="no variant"):
+        effect_sizes(table, reference="missing")

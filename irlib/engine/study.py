@@ -8,6 +8,7 @@ provenance through :func:`~irlib.engine.experiment.write_results`; :func:`plot_s
 >>> study = Study("gate", base, {"none": {}, "tanh": {"samf_gate": "tanh"}}, [0, 1], train_fn)
 >>> table = run_study(study, out_dir)
 >>> fig = plot_study(table)
+>>> effect_sizes(table)             # each variant minus the base, paired by seed
 """
 
 from __future__ import annotations
@@ -112,6 +113,33 @@ def study_table(runs: Sequence[RunResult]) -> Any:
     return frame[[c for c in COLUMNS if c in frame.columns]]
 
 
+def effect_sizes(table: Any, reference: str | None = None,
+                 metrics: Sequence[str] = ("IoU", "nIoU", "Pd", "Fa_1e-6", "HSE")) -> Any:
+    """Each variant minus the ``reference`` variant (default: the table's first, the study's base),
+    paired by seed, then averaged: one row per variant with ``seeds`` and ``<metric> Δ`` (mean over
+    seeds) and ``<metric> Δ std`` (sample std, NaN for one seed)."""
+    import pandas as pd
+
+    from irlib.engine.tables import paired_differences
+
+    variants = list(dict.fromkeys(table["variant"]))
+    reference = variants[0] if reference is None else reference
+    if reference not in variants:
+        raise IrlibInputError(f"effect_sizes: no variant {reference!r} in the table (variants: {variants})")
+    rows = []
+    for v in variants:
+        if v == reference:
+            continue
+        diff = paired_differences(table, "variant", v, reference, metrics=metrics, keys=("seed",))
+        row: dict[str, Any] = {"variant": v, "reference": reference, "seeds": len(diff)}
+        for m in metrics:
+            col = diff[f"{m} {v} − {reference}"]
+            row[f"{m} Δ"] = float(col.mean()) if len(col) else float("nan")
+            row[f"{m} Δ std"] = float(col.std(ddof=1)) if len(col) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def run_study(study: Study, out_dir: str | Path | None = None, cache: dict[str, RunResult] | None = None) -> Any:
     """Train every variant with every seed (variants outer) and return :func:`study_table`.
 
@@ -182,4 +210,4 @@ def plot_study(table: Any, title: str | None = None, metrics: Sequence[str] = ("
     return fig
 
 
-__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "overrides_text", "plot_study", "run_study", "study_table", "sweep"]
+__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "effect_sizes", "overrides_text", "plot_study", "run_study", "study_table", "sweep"]

@@ -4,8 +4,8 @@ A study trains every arm for its hosts and seeds in one process; on a CPU the ho
 one comparison are often run as separate studies (one core each). :func:`combine_runs` reads their
 per-run CSVs (``<stem>.csv`` written by :func:`irlib.point.study.write_results`) and refuses files
 whose protocol differs; :func:`comparison_table` turns per-run rows into the table notebook 05 and
-the README show (mean ± sample std over seeds), :func:`paired_differences` into per-seed
-differences between two arms.
+the README show (mean ± sample std over seeds); per-seed differences between two arms are
+:func:`irlib.engine.tables.paired_differences` (``column="arm"``).
 """
 
 from __future__ import annotations
@@ -15,20 +15,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from irlib.engine.tables import mean_std
 from irlib.errors import IrlibInputError
 
 METRIC_DECIMALS = {"IoU": 1, "nIoU": 1, "Pd": 1, "Fa_1e-6": 1}
 # columns that must agree between the runs of one comparison
 PROTOCOL_COLUMNS = ("dataset", "profile", "recipe", "epochs", "epoch_reported", "deviations", "hypergradient")
-
-
-def mean_std(values: Any, decimals: int = 1) -> str:
-    """``"m ± s"`` (sample std) over the finite values, ``"m"`` for one, ``"–"`` for none."""
-    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
-    if values.empty:
-        return "–"
-    m = values.mean()
-    return f"{m:.{decimals}f} ± {values.std(ddof=1):.{decimals}f}" if len(values) > 1 else f"{m:.{decimals}f}"
 
 
 def arm_label(row: Any) -> str:
@@ -54,15 +46,6 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "params (M)": round(float(first["params"]) / 1e6, 3),
                      "train s": round(float(pd.to_numeric(group["train_time_s"]).mean()))})
     return pd.DataFrame(rows)
-
-
-def paired_differences(runs: pd.DataFrame, arm: str, reference: str, metric: str = "IoU") -> pd.DataFrame:
-    """``metric(arm) − metric(reference)`` per host and seed (both arms trained on that seed)."""
-    a = runs[runs["arm"] == arm].set_index(["host", "seed"])[metric]
-    b = runs[runs["arm"] == reference].set_index(["host", "seed"])[metric]
-    both = a.index.intersection(b.index)
-    out = (a.loc[both] - b.loc[both]).rename(f"{metric} {arm} − {reference}").reset_index()
-    return out.sort_values(["host", "seed"], kind="stable").reset_index(drop=True)
 
 
 def combine_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -95,5 +78,4 @@ def combine_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
     return runs
 
 
-__all__ = ["METRIC_DECIMALS", "PROTOCOL_COLUMNS", "arm_label", "combine_runs", "comparison_table", "mean_std",
-           "paired_differences"]
+__all__ = ["METRIC_DECIMALS", "PROTOCOL_COLUMNS", "arm_label", "combine_runs", "comparison_table"]
