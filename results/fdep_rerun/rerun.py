@@ -4,6 +4,7 @@ Recipe ``basicirstd`` for both arms, EfficientNet-Lite0 ImageNet as a STAND-IN f
 cache in memory (crops aligned to 32 px for both arms), 100 epochs, one thread, last epoch scored.
 
     OMP_NUM_THREADS=1 python results/fdep_rerun/rerun.py --seed 0 --out /tmp/fdep_seed0
+    python results/fdep_rerun/rerun.py --summarize results/fdep_rerun   # the table over every seed found
 
 Writes ``<stem>_basicirstd_aligned_ep<E>_<arm>_seed<S>.{csv,json}``, the deployed host as ``.pt``
 (``irlib.models.save_host`` with its normalisation) and the test maps under ``<out>/predictions``. Seed 42's files (written before this script, same call) carry no seed suffix.
@@ -21,14 +22,41 @@ from irlib.engine import experiment as engine_experiment
 from irlib.models import save_host
 
 
+def summarize(folder: Path, epochs: int = 100) -> None:
+    """Per-seed rows of both arms, mean ± std per arm and FDEP − baseline per seed, into ``folder``."""
+    import pandas as pd
+
+    from irlib.engine.tables import mean_std, paired_differences
+
+    files = [f for f in sorted(folder.glob(f"*_basicirstd_aligned_ep{epochs}_*.csv")) if not f.stem.endswith("_history")]
+    runs = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).sort_values(["variant", "seed"])
+    metrics = ["IoU", "nIoU", "Pd", "Fa_1e-6", "HSE"]
+    keep = ["variant", "seed", *metrics, "train_time_s", "epochs", "encoder", "encoder_is_stand_in", "crop_align"]
+    engine_experiment.write_csv(folder / f"summary_ep{epochs}_runs.csv", runs[keep])
+    table = pd.DataFrame([{"arm": v, "seeds": ", ".join(str(s) for s in g["seed"]),
+                           **{m: mean_std(g[m], 3 if m == "HSE" else 1) for m in metrics}}
+                          for v, g in runs.groupby("variant", sort=False)])
+    diff = paired_differences(runs, "variant", "fdep", "baseline", metrics=metrics, keys=("seed",))
+    engine_experiment.write_csv(folder / f"summary_ep{epochs}_arms.csv", table)
+    engine_experiment.write_csv(folder / f"summary_ep{epochs}_differences.csv", diff)
+    print(table.to_string(index=False), diff.round(3).to_string(index=False), sep="\n\n")
+    print("mean ± std of the differences:", {c: mean_std(diff[c], 3 if c.startswith("HSE") else 1)
+                                              for c in diff.columns if c != "seed"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--summarize", type=Path, help="write the summary of the runs in this folder and stop")
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--arms", nargs="+", default=["baseline", "fdep"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.summarize is not None:
+        return summarize(args.summarize, args.epochs)
+    if args.seed is None or args.out is None:
+        parser.error("--seed and --out are required to train")
     torch.set_num_threads(args.threads)
     cfg = fx.make_config("demo", dataset="NUAA-SIRST", recipe="basicirstd", epochs=args.epochs, eval_every=50,
                          seeds=[args.seed], vfm_cache="memory", vfm_cache_gib=6, channels_last=True)
