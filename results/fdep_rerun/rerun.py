@@ -13,12 +13,14 @@ Writes ``<stem>_basicirstd_aligned_ep<E>_<arm>_seed<S>.{csv,json}``, the deploye
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
 import irlib.fdep.experiment as fx
 from irlib.engine import experiment as engine_experiment
+from irlib.engine.experiment import escape_epoch
 from irlib.models import save_host
 
 
@@ -29,9 +31,17 @@ def summarize(folder: Path, epochs: int = 100) -> None:
     from irlib.engine.tables import mean_std, paired_differences
 
     files = [f for f in sorted(folder.glob(f"*_basicirstd_aligned_ep{epochs}_*.csv")) if not f.stem.endswith("_history")]
-    runs = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).sort_values(["variant", "seed"])
+    runs = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    # the epoch each run left SoftIoU's plateau (loss < 0.95; FDEP: the light branch, i.e. the deployed host)
+    escapes = {}
+    for f in files:
+        for key, rows in json.loads(f.with_suffix(".json").read_text())["histories"].items():
+            escapes[key] = escape_epoch([r.get("light", r["loss"]) for r in rows])
+    runs["escape_epoch"] = [escapes.get(f"{v}_seed{s}") for v, s in zip(runs["variant"], runs["seed"])]
+    runs = runs.sort_values(["variant", "seed"], kind="stable")
     metrics = ["IoU", "nIoU", "Pd", "Fa_1e-6", "HSE"]
-    keep = ["variant", "seed", *metrics, "train_time_s", "epochs", "encoder", "encoder_is_stand_in", "crop_align"]
+    keep = ["variant", "seed", *metrics, "escape_epoch", "train_time_s", "epochs", "encoder", "encoder_is_stand_in",
+            "crop_align"]
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_runs.csv", runs[keep])
     table = pd.DataFrame([{"arm": v, "seeds": ", ".join(str(s) for s in g["seed"]),
                            **{m: mean_std(g[m], 3 if m == "HSE" else 1) for m in metrics}}
@@ -39,7 +49,8 @@ def summarize(folder: Path, epochs: int = 100) -> None:
     diff = paired_differences(runs, "variant", "fdep", "baseline", metrics=metrics, keys=("seed",))
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_arms.csv", table)
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_differences.csv", diff)
-    print(table.to_string(index=False), diff.round(3).to_string(index=False), sep="\n\n")
+    print(runs[keep[:8]].round(2).to_string(index=False), table.to_string(index=False),
+          diff.round(3).to_string(index=False), sep="\n\n")
     print("mean ± std of the differences:", {c: mean_std(diff[c], 3 if c.startswith("HSE") else 1)
                                               for c in diff.columns if c != "seed"})
 
