@@ -33,14 +33,17 @@ def summarize(folder: Path, epochs: int = 100) -> None:
     files = [f for f in sorted(folder.glob(f"*_basicirstd_aligned_ep{epochs}_*.csv")) if not f.stem.endswith("_history")]
     runs = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     # the epoch each run left SoftIoU's plateau (loss < 0.95; FDEP: the light branch, i.e. the deployed host)
-    escapes = {}
+    escapes, finals = {}, {}
     for f in files:
         for key, rows in json.loads(f.with_suffix(".json").read_text())["histories"].items():
-            escapes[key] = escape_epoch([r.get("light", r["loss"]) for r in rows])
-    runs["escape_epoch"] = [escapes.get(f"{v}_seed{s}") for v, s in zip(runs["variant"], runs["seed"])]
+            losses = [r.get("light", r["loss"]) for r in rows]
+            escapes[key], finals[key] = escape_epoch(losses), losses[-1]
+    keys = [f"{v}_seed{s}" for v, s in zip(runs["variant"], runs["seed"])]
+    runs["escape_epoch"] = [escapes.get(k) for k in keys]       # None: still on the plateau at the end
+    runs["final_host_loss"] = [finals.get(k) for k in keys]     # SoftIoU of the host (FDEP: light branch)
     runs = runs.sort_values(["variant", "seed"], kind="stable")
     metrics = ["IoU", "nIoU", "Pd", "Fa_1e-6", "HSE"]
-    keep = ["variant", "seed", *metrics, "escape_epoch", "train_time_s", "epochs", "encoder", "encoder_is_stand_in",
+    keep = ["variant", "seed", *metrics, "escape_epoch", "final_host_loss", "train_time_s", "epochs", "encoder", "encoder_is_stand_in",
             "crop_align"]
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_runs.csv", runs[keep])
     table = pd.DataFrame([{"arm": v, "seeds": ", ".join(str(s) for s in g["seed"]),
@@ -49,7 +52,7 @@ def summarize(folder: Path, epochs: int = 100) -> None:
     diff = paired_differences(runs, "variant", "fdep", "baseline", metrics=metrics, keys=("seed",))
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_arms.csv", table)
     engine_experiment.write_csv(folder / f"summary_ep{epochs}_differences.csv", diff)
-    print(runs[keep[:8]].round(2).to_string(index=False), table.to_string(index=False),
+    print(runs[keep[:9]].round(3).to_string(index=False), table.to_string(index=False),
           diff.round(3).to_string(index=False), sep="\n\n")
     print("mean ± std of the differences:", {c: mean_std(diff[c], 3 if c.startswith("HSE") else 1)
                                               for c in diff.columns if c != "seed"})
