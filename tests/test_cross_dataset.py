@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -58,6 +59,11 @@ def test_one_row_per_model_and_test_set(host, tmp_path):
         assert table[col].notna().all()
     matrix = cross_dataset_matrix(table, "Fa_1e-6")
     assert matrix.shape == (2, 2) and set(matrix.columns) == {"synthetic", "MyIR"}
+    # models trained on different sets: one row each, no made-up (model, training set) pairs
+    other = table[table.model == "b"].assign(model="c", trained_on="MyIR")
+    matrix = cross_dataset_matrix(pd.concat([table, other], ignore_index=True), "IoU")
+    assert list(matrix.index) == [("a", "synthetic", "train"), ("b", "synthetic", "train"), ("c", "MyIR", "train")]
+    assert matrix.notna().all().all()
 
 
 def test_rules_give_different_normalisations(host, tmp_path):

@@ -202,5 +202,10 @@ def cross_dataset_table(models: Mapping[str, ModelSpec], test_sets: Sequence[str
 def cross_dataset_matrix(table: Any, metric: str = "IoU") -> Any:
     """``metric`` of a :func:`cross_dataset_table` as a matrix: rows (model, trained_on,
     normalization), one column per test set."""
-    return table.pivot_table(index=["model", "trained_on", "normalization"], columns="tested_on", values=metric,
-                             sort=False, dropna=False)
+    import pandas as pd
+
+    index = ["model", "trained_on", "normalization"]
+    matrix = table.pivot_table(index=index, columns="tested_on", values=metric, sort=False, dropna=False)
+    # dropna=False keeps a test set whose scores are all NaN (skipped) but also makes every combination of
+    # the index levels (a NUAA-trained model "trained on" NUDT too): keep the rows the table has
+    return matrix.loc[pd.MultiIndex.from_frame(table[index].drop_duplicates())]
