@@ -179,3 +179,6 @@ def test_effect_sizes_pair_each_variant_with_the_base_by_seed(grid: tuple[pd.Dat
     assert effects.loc["lr 1e-2", "IoU Δ"] == pytest.approx(float((other - ref).mean()))
     with pytest.raises(IrlibInputError, match="no variant"):
         effect_sizes(table, reference="missing")
+    # the base (no overrides) is the reference wherever it stands in the table
+    reordered = pd.concat([table[table["variant"] == "lr 1e-2"], table[table["variant"] != "lr 1e-2"]])
+    assert set(effect_sizes(reordered)["reference"]) == {"lr 1e-3"}

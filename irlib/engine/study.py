@@ -115,15 +115,18 @@ def study_table(runs: Sequence[RunResult]) -> Any:
 
 def effect_sizes(table: Any, reference: str | None = None,
                  metrics: Sequence[str] = ("IoU", "nIoU", "Pd", "Fa_1e-6", "HSE")) -> Any:
-    """Each variant minus the ``reference`` variant (default: the table's first, the study's base),
-    paired by seed, then averaged: one row per variant with ``seeds`` and ``<metric> Δ`` (mean over
-    seeds) and ``<metric> Δ std`` (sample std, NaN for one seed)."""
+    """Each variant minus the ``reference`` variant, paired by seed, then averaged: one row per variant
+    with ``seeds``, ``<metric> Δ`` (mean over seeds) and ``<metric> Δ std`` (sample std, NaN for one
+    seed). The default reference is the study's base (the variant without overrides, ``overrides ==
+    "base"``), else the table's first variant."""
     import pandas as pd
 
     from irlib.engine.tables import paired_differences
 
     variants = list(dict.fromkeys(table["variant"]))
-    reference = variants[0] if reference is None else reference
+    if reference is None:
+        base = table.loc[table["overrides"] == "base", "variant"] if "overrides" in table else []
+        reference = base.iloc[0] if len(base) else variants[0]
     if reference not in variants:
         raise IrlibInputError(f"effect_sizes: no variant {reference!r} in the table (variants: {variants})")
     rows = []

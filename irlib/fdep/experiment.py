@@ -48,7 +48,7 @@ class FdepConfig(StudyConfig):
 
     Data, recipe, seeds and device are :class:`~irlib.engine.config.StudyConfig`'s: ``recipe``
     names the training recipe (:mod:`irlib.engine.recipes`); ``epochs``, ``batch_size``,
-    ``crop_size``, ``lr``, ``weight_decay``, ``loss`` and ``schedule`` replace its fields when set.
+    ``crop_size``, ``lr``, ``weight_decay``, ``loss``, ``schedule`` and ``head_prior`` replace its fields when set.
 
     The FDEP arm is ``CoISD(host, create_encoder(encoder, weights=encoder_weights,
     **encoder_options), num_samf, vfm_layers, gate=samf_gate, **samf_options)``:
@@ -87,6 +87,7 @@ class FdepConfig(StudyConfig):
     weight_decay: float | None = None
     loss: str | None = None
     schedule: str | None = None
+    head_prior: float | None = None   # the recipe's named deviation (initial foreground probability)
     eval_every: int = 0
     channels_last: bool = False  # faster CPU convolutions (same arithmetic up to float rounding)
     vfm_cache: str | None = None
