@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -143,20 +144,21 @@ class SirstDataset:
         image = read_image(self._images[i])
         mask = read_mask(self._masks[i])
         if mask.shape != image.shape:
-            mask_wh = f"{mask.shape[1]}x{mask.shape[0]}"
-            what = (f"mask file {self._masks[i]} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its "
-                    f"image {self._images[i]} is {image.shape[1]}x{image.shape[0]}")
+            (mh, mw), (ih, iw) = mask.shape, image.shape
+
+            def what(show: Callable[[Path], str] = str) -> str:
+                return (f"mask file {show(self._masks[i])} is {mw}x{mh} (WxH) but its "
+                        f"image {show(self._images[i])} is {iw}x{ih}")
+
             if self.on_size_mismatch == "raise":
-                raise IrlibInputError(f"{what}; fix or replace the mask, or pass "
+                raise IrlibInputError(f"{what()}; fix or replace the mask, or pass "
                                       f"on_size_mismatch='resize_mask' to resize it to the image "
                                       f"(nearest neighbour) with a warning")
             mask = resize_mask_nearest(mask, image.shape)
             if i not in self._warned:
                 self._warned.add(i)
-                # paths relative to the dataset's parent folder: notebooks show no machine-specific paths
-                what = (f"mask file {self._shown(self._masks[i])} is {mask_wh} (WxH) but its image "
-                        f"{self._shown(self._images[i])} is {image.shape[1]}x{image.shape[0]}")
-                warnings.warn(f"{what}; resized the mask to the image (nearest neighbour) as "
+                # the warning names files relative to the dataset's parent: no machine-specific paths
+                warnings.warn(f"{what(self._shown)}; resized the mask to the image (nearest neighbour) as "
                               f"on_size_mismatch='resize_mask' asks", MaskResizedWarning,
                               stacklevel=3)
         return Sample(self.names[i], image, mask)
