@@ -24,7 +24,8 @@ import torch
 from irlib.engine.evaluate import Evaluation, evaluate_model
 from irlib.engine.distributed import is_main_process
 from irlib.engine.experiment import (DataSettings, RunResult, escape_epoch, load_data, open_splits, provenance,
-                                     recipe_normalize, run_training, warmup_epochs, write_results)
+                                     recipe_normalize, run_training, warmup_epochs, weights_meta,
+                                     write_results)
 from irlib.engine.recipes import RECIPES, Recipe, get_recipe
 from irlib.engine.trainer import PrintEvery, StopAfterEscape
 from irlib.models import count_params, create_model, load_host, save_host
@@ -71,8 +72,8 @@ def train_baseline(host: str, settings: DataSettings, recipe: Recipe, seed: int,
         result.history.to_csv(Path(out_dir) / f"{stem}_history.csv")
         if save_weights:
             save_host(result.deployed.cpu(), Path(out_dir) / f"{stem}.pt",
-                      meta={"normalize": data.normalize.to_dict(), "dataset": settings.dataset, "recipe": recipe.name,
-                            "epochs": recipe.epochs, "seed": seed, "git_commit": meta.get("git_commit")})
+                      meta=weights_meta(data.normalize, settings.dataset, seed, meta, recipe=recipe.name,
+                                        epochs=recipe.epochs))
     return result
 
 

@@ -253,6 +253,18 @@ def scores_text(row: dict[str, Any]) -> str:
     return f"IoU {row['IoU']:.2f}  nIoU {row['nIoU']:.2f}  Pd {row['Pd']:.2f}  Fa {row['Fa_1e-6']:.2f}e-6"
 
 
+def weights_meta(normalize: Normalize | None, dataset: str, seed: int, provenance: dict[str, Any] | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """The ``meta`` a trained host is saved with (:func:`irlib.models.save_host`): its input
+    normalisation, training set, seed and the commit of the code that trained it, plus ``extra``
+    (recipe, epochs, arm...), so ``irlib predict`` and the cross-dataset table need no flags."""
+    meta: dict[str, Any] = {"dataset": dataset, "seed": seed, **extra,
+                            "git_commit": (provenance or {}).get("git_commit")}
+    if normalize is not None:
+        meta["normalize"] = normalize.to_dict()
+    return meta
+
+
 def write_csv(path: str | Path, table: Any) -> Path:
     """``table`` (a DataFrame) as CSV at ``path`` (no index, 6 significant digits), atomically."""
     path = Path(path)

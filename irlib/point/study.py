@@ -36,7 +36,8 @@ from irlib.data.torchdata import SirstTorchDataset
 from irlib.engine import experiment as engine_experiment
 from irlib.engine.config import StudyConfig, config_from_profile
 from irlib.engine.evaluate import evaluate_model
-from irlib.engine.experiment import ExperimentData, RunResult, run_training, scores_text, train_augment, write_csv
+from irlib.engine.experiment import (ExperimentData, RunResult, run_training, scores_text, train_augment,
+                                     weights_meta, write_csv)
 from irlib.engine.normalize import Normalize
 from irlib.engine.objective import SupervisedObjective, recipe_loss
 from irlib.engine.recipes import Recipe
@@ -465,11 +466,9 @@ def write_results(study: PointStudy, out_dir: str | Path, metadata: dict[str, An
             if r.row["arm"] == "ours_teacher":
                 continue
             name = f"{stem}_{r.row['host']}_{r.row['arm']}_seed{r.seed}"
-            host_meta = {"dataset": study.config.dataset, "arm": r.row["arm"], "seed": r.seed,
-                         "recipe": r.row.get("recipe"), "epochs": r.row.get("epochs"),
-                         "deviations": r.row.get("deviations"), "git_commit": meta.get("git_commit")}
-            if study.normalize is not None:
-                host_meta["normalize"] = study.normalize.to_dict()
+            host_meta = weights_meta(study.normalize, study.config.dataset, r.seed, meta, arm=r.row["arm"],
+                                     recipe=r.row.get("recipe"), epochs=r.row.get("epochs"),
+                                     deviations=r.row.get("deviations"))
             paths[f"weights_{name}"] = save_host(r.deployed.cpu(), out / "weights" / f"{name}.pt", meta=host_meta)
     return paths
 

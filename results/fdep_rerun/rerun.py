@@ -20,7 +20,7 @@ import torch
 
 import irlib.fdep.experiment as fx
 from irlib.engine import experiment as engine_experiment
-from irlib.engine.experiment import escape_epoch
+from irlib.engine.experiment import escape_epoch, weights_meta
 from irlib.models import save_host
 
 
@@ -81,8 +81,8 @@ def main() -> None:
         stem = f"{fx.results_stem(cfg)}_basicirstd_aligned_ep{args.epochs}_{arm}_seed{args.seed}"
         engine_experiment.write_results(stem, [run], args.out, meta)
         save_host(run.deployed.cpu(), args.out / f"{stem}.pt",
-                  meta={"normalize": data.normalize.to_dict(), "dataset": cfg.dataset, "arm": arm, "seed": args.seed,
-                        "recipe": "basicirstd", "epochs": args.epochs, "git_commit": meta.get("git_commit")})
+                  meta=weights_meta(data.normalize, cfg.dataset, args.seed, meta, arm=arm, recipe="basicirstd",
+                                    epochs=args.epochs))
         print({k: run.row.get(k) for k in ("variant", "seed", "IoU", "nIoU", "Pd", "Fa_1e-6", "HSE",
                                            "train_time_s")}, flush=True)
 
