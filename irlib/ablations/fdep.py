@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable, Sequence
 
-from irlib.engine.experiment import RunResult
+from irlib.engine.experiment import RunResult, weights_meta
 from irlib.engine.study import Study, sweep
 from irlib.fdep import experiment as fx
 from irlib.paths import resolve_profile
@@ -35,7 +35,10 @@ def train(config: dict[str, Any], seed: int) -> RunResult:
     """One arm of ``config`` (``FdepConfig`` fields plus ``arm``) with ``seed``."""
     arm = config.pop("arm")
     cfg = fx.FdepConfig(**config)
-    return fx.run_arm(cfg, arm, seed, fx.load_data(cfg, seed), progress=False, keep=())
+    data = fx.load_data(cfg, seed)
+    result = fx.run_arm(cfg, arm, seed, data, progress=False, keep=())
+    result.extra["weights_meta"] = weights_meta(data.normalize, cfg.dataset, seed, arm=arm, epochs=cfg.epochs)
+    return result
 
 
 def check(config: dict[str, Any]) -> None:

@@ -16,13 +16,13 @@ from types import ModuleType
 from functools import partial
 from typing import Any, Callable, Sequence
 
-from irlib.engine.experiment import RunResult
+from irlib.engine.experiment import RunResult, weights_meta
 from irlib.engine.study import Study, sweep
 from irlib.paths import resolve_profile
 
 #: Settings on top of :data:`irlib.point.study.PROFILES`. ``smoke``: its 8 synthetic 64-pixel images,
-#: 2 epochs. ``demo``: its NUAA-SIRST setting (``fdep_authors``, 256 crops, EfficientNet-Lite0 VFM)
-#: shortened to 15 epochs. ``paper``: the release's protocol (300 epochs, DINOv2 ViT-S/14).
+#: 2 epochs. ``demo``: its NUAA-SIRST setting (``basicirstd`` + ``head_prior=0.01``,
+#: EfficientNet-Lite0 VFM) shortened to 15 epochs. ``paper``: the release's protocol (300 epochs, DINOv2 ViT-S/14).
 BASE: dict[str, dict[str, Any]] = {
     "smoke": dict(epochs=2),
     "demo": dict(epochs=15, eval_every=0),
@@ -44,7 +44,11 @@ def train(config: dict[str, Any], seed: int) -> RunResult:
     """The bilevel run of ``config`` with ``seed``, scored through its deployed student."""
     module = point_study()
     cfg = module.PointStudyConfig(**{**config, "seeds": [seed]})
-    return module.run_study(cfg).runs[0]
+    study = module.run_study(cfg)
+    result = study.runs[0]
+    result.extra["weights_meta"] = weights_meta(study.normalize, cfg.dataset, seed, arm=result.row["arm"],
+                                                epochs=cfg.epochs)
+    return result
 
 
 def check(config: dict[str, Any]) -> None:

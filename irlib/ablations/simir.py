@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, Callable, Sequence
 
 from irlib.engine import experiment as engine_experiment
-from irlib.engine.experiment import RunResult
+from irlib.engine.experiment import RunResult, weights_meta
 from irlib.engine.study import Study, sweep
 from irlib.errors import IrlibInputError
 from irlib.models import create_model
@@ -45,6 +45,8 @@ def train(config: dict[str, Any], seed: int) -> RunResult:
     arm, cfg = _config(config)
     data = engine_experiment.load_data(cfg.data_settings(), cfg.training_recipe(), seed)
     result = ds.run_arm(cfg, arm, seed, data, {})
+    result.extra["weights_meta"] = weights_meta(data.normalize, cfg.dataset, seed, arm=arm, epochs=cfg.epochs,
+                                                stage1_epochs=cfg.stage1_epochs if arm == "student_distilled" else 0)
     row = result.row
     row["stage2_time_s"] = row["train_time_s"]
     row["train_time_s"] = round(row["train_time_s"] + row.get("stage1_time_s", 0.0), 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -143,7 +144,8 @@ def effect_sizes(table: Any, reference: str | None = None,
     return pd.DataFrame(rows)
 
 
-def run_study(study: Study, out_dir: str | Path | None = None, cache: dict[str, RunResult] | None = None) -> Any:
+def run_study(study: Study, out_dir: str | Path | None = None, cache: dict[str, RunResult] | None = None,
+              weights: bool = False) -> Any:
     """Train every variant with every seed (variants outer) and return :func:`study_table`.
 
     Every variant is checked before the first one trains. Each run starts from
@@ -151,7 +153,9 @@ def run_study(study: Study, out_dir: str | Path | None = None, cache: dict[str, 
     (rows, summary over seeds, histories, provenance: parameters, seeds, versions, commit,
     profile) are written there. ``cache`` (a dict shared between studies) reuses a run whose
     config, seed and ``train_fn`` (by module and name) were already trained, e.g. a reference
-    variant common to studies.
+    variant common to studies. With ``weights`` (and ``out_dir``) every run's deployed model also
+    goes to ``weights/<study>_<variant>_seed<s>.pt`` (:func:`irlib.models.save_host`, with the
+    ``weights_meta`` its train function put in ``RunResult.extra``: normalisation, training set).
     """
     configs = study.checked_configs()
     meta = provenance({"study": study.name, "title": study.title, "base": study.base,
@@ -176,9 +180,30 @@ def run_study(study: Study, out_dir: str | Path | None = None, cache: dict[str, 
             runs.append(replace(result, variant=name, seed=seed, row=row))
     if out_dir is not None:
         write_results(study.name, runs, out_dir, meta)
+        if weights:
+            save_weights(study.name, runs, Path(out_dir) / "weights", meta)
     table = study_table(runs)
     table.attrs.update(title=study.title or study.name, profile=study.profile)
     return table
+
+
+def save_weights(stem: str, runs: Sequence[RunResult], folder: Path, provenance: dict[str, Any]) -> list[Path]:
+    """Each run's deployed model as ``<folder>/<stem>_<variant>_seed<s>.pt`` with its weights meta.
+
+    A model that is not a registered host (FDEP's main branch with its frozen encoder) cannot be
+    rebuilt from a checkpoint; it is left out with a printed line."""
+    from irlib.models import save_host
+
+    paths = []
+    for r in runs:
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{stem}_{r.variant}_seed{r.seed}")
+        if getattr(r.deployed, "model_name", None) is None:
+            print(f"{name}: weights not saved, the deployed {type(r.deployed).__name__} is not a registered host")
+            continue
+        meta = {**r.extra.get("weights_meta", {}), "study": stem, "variant": r.variant,
+                "git_commit": provenance.get("git_commit")}
+        paths.append(save_host(r.deployed.cpu(), folder / f"{name}.pt", meta=meta))
+    return paths
 
 
 def plot_study(table: Any, title: str | None = None, metrics: Sequence[str] = ("IoU", "nIoU", "Pd", "Fa_1e-6")) -> Any:
@@ -213,4 +238,5 @@ def plot_study(table: Any, title: str | None = None, metrics: Sequence[str] = ("
     return fig
 
 
-__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "effect_sizes", "overrides_text", "plot_study", "run_study", "study_table", "sweep"]
+__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "effect_sizes", "overrides_text", "plot_study", "run_study", "save_weights",
+           "study_table", "sweep"]
