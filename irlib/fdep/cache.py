@@ -163,6 +163,8 @@ class FrozenFeatures:
         if missing:
             raise IrlibInputError(f"the batch lacks {missing}: load the training set with an aligned "
                                   f"augmentation (JointAugment(..., align=...))")
+        if not self.layers:  # no SAMF module reads the encoder (num_samf=0)
+            return []
         index, variant = torch.as_tensor(batch["index"]).tolist(), torch.as_tensor(batch["variant"]).tolist()
         offset, names = torch.as_tensor(batch["offset"]).tolist(), batch["name"]
         per_item = []
