@@ -115,6 +115,17 @@ def _step(model: CoISD, features: FrozenFeatures | None, batch) -> tuple[float, 
     return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
+def test_no_samf_module_needs_no_encoder_maps() -> None:
+    ds = SirstTorchDataset(_samples(4), True, seed=2, augment=JointAugment(64, align=32))
+    torch.manual_seed(0)
+    model = CoISD(create_model("acm"), create_encoder("tiny_cnn_random"), num_samf=0, vfm_layers=[]).train()
+    batch = default_collate([ds[i] for i in range(4)])
+    features = FrozenFeatures.for_model(model, ds, MemoryStore(2**30))
+    assert features(batch) == [] and features.stats["misses"] == 0
+    loss, _ = _step(model, features, batch)
+    assert np.isfinite(loss)
+
+
 def test_cached_and_uncached_steps_give_the_same_loss_and_gradients() -> None:
     ds, model, batch = _setup()
     uncached = FrozenFeatures.for_model(model, ds)

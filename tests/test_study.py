@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -111,6 +112,24 @@ def test_cache_reuses_a_run_shared_by_two_studies() -> None:
     b = run_study(Study("b", BASE, {"ref": {}, "other": {"lr": 1e-2}}, [0], counted), cache=cache)
     assert calls == [0, 0]
     assert a["IoU"][0] == b["IoU"][0] and list(b["study"]) == ["b", "b"]
+
+
+def test_weights_of_registered_hosts_are_saved_with_their_meta(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    from irlib.models import load_host, read_host_meta
+
+    def train(cfg: dict[str, Any], seed: int) -> RunResult:
+        result = tiny_train(cfg, seed)
+        result.extra["weights_meta"] = {"dataset": "synthetic", "normalize": {"mean": [0.4], "std": [0.1]}}
+        if cfg["lr"] > 5e-3:  # a model no checkpoint can rebuild (like FDEP's main branch)
+            result = replace(result, deployed=torch.nn.Sequential(result.deployed))
+        return result
+
+    run_study(Study("w", BASE, {"ref": {}, "lr 1e-2": {"lr": 1e-2}}, [3], train), tmp_path, weights=True)
+    saved = sorted(p.name for p in (tmp_path / "weights").iterdir())
+    assert saved == ["w_ref_seed3.pt"] and "w_lr_1e-2_seed3: weights not saved" in capsys.readouterr().out
+    meta = read_host_meta(tmp_path / "weights" / saved[0])
+    assert meta["dataset"] == "synthetic" and meta["variant"] == "ref" and meta["normalize"]["std"] == [0.1]
+    assert meta["git_commit"] and sum(p.numel() for p in load_host(tmp_path / "weights" / saved[0]).parameters()) > 0
 
 
 def test_plot_has_a_panel_per_metric_and_a_point_per_seed() -> None:
