@@ -17,7 +17,7 @@ from irlib.ablations import fdep, point, simir
 from irlib.engine.study import Study
 from irlib.errors import IrlibInputError
 
-STUDIES: dict[str, Callable[..., Study | None]] = {**fdep.STUDIES, **simir.STUDIES, **point.STUDIES}
+STUDIES: dict[str, Callable[..., Study]] = {**fdep.STUDIES, **simir.STUDIES, **point.STUDIES}
 #: What notebook 06 runs when it is not told: in ``smoke`` (CI) one study or two per method, so the
 #: notebook stays well under a minute (each of the others runs in seconds too); otherwise all.
 DEFAULT_STUDIES: dict[str, list[str]] = {
@@ -31,9 +31,9 @@ def list_studies() -> list[str]:
 
 
 def build_study(name: str, profile: str | None = None, seeds: Sequence[int] | None = None,
-                **settings: Any) -> Study | None:
+                **settings: Any) -> Study:
     """The study ``name`` for ``profile``; ``settings`` (``None`` ones ignored) replace the method
-    config's fields, e.g. ``epochs``. ``None`` (with a printed reason) when its method is missing."""
+    config's fields, e.g. ``epochs``."""
     if name not in STUDIES:
         raise IrlibInputError(f"unknown study {name!r}; choose from {list_studies()}")
     return STUDIES[name](profile, seeds, **{k: v for k, v in settings.items() if v is not None})

@@ -4,21 +4,18 @@ layers, cluster reweighting, outer-loop period.
 Each run is :func:`irlib.point.study.run_study` restricted to one host (ACM), one seed and the
 deployed student of the bilevel run (``ours_student``). The config dict is
 :class:`~irlib.point.study.PointStudyConfig`'s fields. "No reweighting" is one cluster
-(``clusters=1``): every sample's weight is then exactly 1. While :mod:`irlib.point.study` is
-missing, :func:`build` prints why and returns ``None``.
+(``clusters=1``): every sample's weight is then exactly 1.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from types import ModuleType
 from functools import partial
 from typing import Any, Callable, Sequence
 
 from irlib.engine.experiment import RunResult, weights_meta
 from irlib.engine.study import Study, sweep
 from irlib.paths import resolve_profile
+from irlib.point import study as ps
 
 #: Settings on top of :data:`irlib.point.study.PROFILES`. ``smoke``: its 8 synthetic 64-pixel images,
 #: 2 epochs. ``demo``: its NUAA-SIRST setting (``basicirstd`` + ``head_prior=0.01``,
@@ -33,18 +30,10 @@ AXES = {"scam_scale": "SCAM modulation scale", "vfm_layers": "number of VFM laye
         "clusters": "cluster reweighting", "outer_period": "bilevel outer-loop period"}
 
 
-def point_study() -> ModuleType | None:
-    """:mod:`irlib.point.study`, or ``None`` while it does not exist."""
-    if importlib.util.find_spec("irlib.point.study") is None:
-        return None
-    return importlib.import_module("irlib.point.study")
-
-
 def train(config: dict[str, Any], seed: int) -> RunResult:
     """The bilevel run of ``config`` with ``seed``, scored through its deployed student."""
-    module = point_study()
-    cfg = module.PointStudyConfig(**{**config, "seeds": [seed]})
-    study = module.run_study(cfg)
+    cfg = ps.PointStudyConfig(**{**config, "seeds": [seed]})
+    study = ps.run_study(cfg)
     result = study.runs[0]
     result.extra["weights_meta"] = weights_meta(study.normalize, cfg.dataset, seed, arm=result.row["arm"],
                                                 epochs=cfg.epochs)
@@ -56,9 +45,8 @@ def check(config: dict[str, Any]) -> None:
     from irlib.models import create_model
     from irlib.point.scam import ScamTeacher
 
-    module = point_study()
-    cfg = module.PointStudyConfig(**config)
-    ScamTeacher(create_model(cfg.hosts[0]), module.build_encoder(cfg), vfm_layers=cfg.vfm_layers, **cfg.scam_options)
+    cfg = ps.PointStudyConfig(**config)
+    ScamTeacher(create_model(cfg.hosts[0]), ps.build_encoder(cfg), vfm_layers=cfg.vfm_layers, **cfg.scam_options)
 
 
 def variants(axis: str, base: dict[str, Any], profile: str) -> dict[str, dict[str, Any]]:
@@ -80,16 +68,11 @@ def variants(axis: str, base: dict[str, Any], profile: str) -> dict[str, dict[st
 
 
 def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = None,
-          **settings: Any) -> Study | None:
-    """The point-supervision study of ``axis`` for ``profile`` (``settings`` replace
-    ``PointStudyConfig`` fields), or ``None`` with a printed reason while :mod:`irlib.point.study` is missing."""
+          **settings: Any) -> Study:
+    """The point-supervision study of ``axis`` for ``profile``; ``settings`` replace ``PointStudyConfig`` fields."""
     profile = resolve_profile(profile)
-    module = point_study()
-    if module is None:
-        print(f"point_{axis}: skipped, irlib.point.study does not exist yet, so nothing was trained for it.")
-        return None
     seeds = list(seeds or SEEDS[profile])
-    cfg = module.make_config(profile, **{**BASE[profile], **settings, "arms": ["ours_student"], "hosts": ["acm"],
+    cfg = ps.make_config(profile, **{**BASE[profile], **settings, "arms": ["ours_student"], "hosts": ["acm"],
                                          "seeds": seeds})
     recipe = cfg.training_recipe()
     vfm = cfg.encoder + ("" if cfg.encoder.startswith("dino") else " (STAND-IN for DINOv3)")
@@ -102,6 +85,6 @@ def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = N
 
 
 #: ``STUDIES[name](profile, seeds, **settings)`` is :func:`build` of the name's axis.
-STUDIES: dict[str, Callable[..., Study | None]] = {f"point_{axis}": partial(build, axis) for axis in AXES}
+STUDIES: dict[str, Callable[..., Study]] = {f"point_{axis}": partial(build, axis) for axis in AXES}
 
-__all__ = ["AXES", "BASE", "SEEDS", "STUDIES", "build", "check", "point_study", "train", "variants"]
+__all__ = ["AXES", "BASE", "SEEDS", "STUDIES", "build", "check", "train", "variants"]
