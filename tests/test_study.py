@@ -132,6 +132,23 @@ def test_weights_of_registered_hosts_are_saved_with_their_meta(tmp_path, capsys:
     assert meta["git_commit"] and sum(p.numel() for p in load_host(tmp_path / "weights" / saved[0]).parameters()) > 0
 
 
+def test_combining_seeds_run_apart_matches_one_run(grid: tuple[pd.DataFrame, Any], tmp_path) -> None:
+    from irlib.engine.study import combine_study_tables
+
+    table, out = grid
+    csv = pd.read_csv(out / "tiny.csv")
+    csv[csv["seed"] == 1].to_csv(tmp_path / "s1.csv", index=False)
+    csv[csv["seed"] == 0].to_csv(tmp_path / "s0.csv", index=False)
+    both = combine_study_tables([tmp_path / "s1.csv", tmp_path / "s0.csv"])
+    assert list(zip(both["variant"], both["seed"])) == list(zip(csv["variant"], csv["seed"]))
+    assert effect_sizes(both)["IoU Δ"].tolist() == pytest.approx(effect_sizes(csv)["IoU Δ"].tolist())
+    with pytest.raises(IrlibInputError, match="appear in more than one file"):
+        combine_study_tables([out / "tiny.csv", tmp_path / "s0.csv"])
+    csv.assign(profile="demo").to_csv(tmp_path / "demo.csv", index=False)
+    with pytest.raises(IrlibInputError, match="mix profiles"):
+        combine_study_tables([tmp_path / "demo.csv", tmp_path / "s0.csv"])
+
+
 def test_plot_has_a_panel_per_metric_and_a_point_per_seed() -> None:
     from matplotlib.collections import PathCollection
 

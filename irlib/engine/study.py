@@ -114,6 +114,29 @@ def study_table(runs: Sequence[RunResult]) -> Any:
     return frame[[c for c in COLUMNS if c in frame.columns]]
 
 
+def combine_study_tables(paths: Sequence[str | Path]) -> Any:
+    """The ``<study>.csv`` files of one study run in separate processes (other seeds, say) as one
+    table, variants in first-seen order, then by seed; refuses files of different studies or
+    profiles and a (variant, seed) run that appears twice."""
+    import pandas as pd
+
+    if not paths:
+        raise IrlibInputError("combine_study_tables: no files given")
+    frames = [pd.read_csv(p) for p in paths]
+    for key in ("study", "profile"):
+        values = {str(v) for f in frames for v in f[key].unique()}
+        if len(values) > 1:
+            raise IrlibInputError(f"combine_study_tables: the files mix {key}s {sorted(values)}: {list(map(str, paths))}")
+    table = pd.concat(frames, ignore_index=True)
+    twice = table[table.duplicated(["variant", "seed"], keep=False)]
+    if len(twice):
+        runs = sorted(set(zip(twice["variant"], twice["seed"])))
+        raise IrlibInputError(f"combine_study_tables: runs {runs} appear in more than one file: {list(map(str, paths))}")
+    order = {v: i for i, v in enumerate(dict.fromkeys(table["variant"]))}
+    return table.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c,
+                             kind="stable").reset_index(drop=True)
+
+
 def effect_sizes(table: Any, reference: str | None = None,
                  metrics: Sequence[str] = ("IoU", "nIoU", "Pd", "Fa_1e-6", "HSE")) -> Any:
     """Each variant minus the ``reference`` variant, paired by seed, then averaged: one row per variant
@@ -238,5 +261,5 @@ def plot_study(table: Any, title: str | None = None, metrics: Sequence[str] = ("
     return fig
 
 
-__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "effect_sizes", "overrides_text", "plot_study", "run_study", "save_weights",
+__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "combine_study_tables", "effect_sizes", "overrides_text", "plot_study", "run_study", "save_weights",
            "study_table", "sweep"]
