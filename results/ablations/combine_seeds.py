@@ -29,7 +29,7 @@ def main() -> None:
         write_csv(DEMO / f"{stem}.csv", table)
         effects = effect_sizes(table)
         write_csv(DEMO / f"{stem}_effects.csv", effects)
-        save_figure(plot_study(table, f"{study}, demo profile, seeds {seeds}"), DEMO / f"{stem}.png")
+        save_figure(plot_study(table, f"{study}, demo profile"), DEMO / f"{stem}.png")
         cols = ["variant", "seeds", "IoU Δ", "IoU Δ std", "Pd Δ", "Fa_1e-6 Δ"]
         print(stem, effects[cols].round(1).to_string(index=False), sep="\n")
 
