@@ -73,7 +73,7 @@ def build(axis: str, profile: str | None = None, seeds: Sequence[int] | None = N
     profile = resolve_profile(profile)
     seeds = list(seeds or SEEDS[profile])
     cfg = ps.make_config(profile, **{**BASE[profile], **settings, "arms": ["ours_student"], "hosts": ["acm"],
-                                         "seeds": seeds})
+                                     "seeds": seeds})
     recipe = cfg.training_recipe()
     vfm = cfg.encoder + ("" if cfg.encoder.startswith("dino") else " (STAND-IN for DINOv3)")
     title = (f"Point supervision ablation, {AXES[axis]} | bilevel student, ACM on {cfg.dataset}, {cfg.points} points "

@@ -122,16 +122,16 @@ def combine_study_tables(paths: Sequence[str | Path]) -> Any:
 
     if not paths:
         raise IrlibInputError("combine_study_tables: no files given")
-    frames = [pd.read_csv(p) for p in paths]
+    names = [str(p) for p in paths]
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     for key in ("study", "profile"):
-        values = {str(v) for f in frames for v in f[key].unique()}
+        values = sorted({str(v) for v in table[key].unique()})
         if len(values) > 1:
-            raise IrlibInputError(f"combine_study_tables: the files mix {key}s {sorted(values)}: {list(map(str, paths))}")
-    table = pd.concat(frames, ignore_index=True)
+            raise IrlibInputError(f"combine_study_tables: the files mix {key}s {values}: {names}")
     twice = table[table.duplicated(["variant", "seed"], keep=False)]
     if len(twice):
         runs = sorted(set(zip(twice["variant"], twice["seed"])))
-        raise IrlibInputError(f"combine_study_tables: runs {runs} appear in more than one file: {list(map(str, paths))}")
+        raise IrlibInputError(f"combine_study_tables: runs {runs} appear in more than one file: {names}")
     order = {v: i for i, v in enumerate(dict.fromkeys(table["variant"]))}
     return table.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c,
                              kind="stable").reset_index(drop=True)
@@ -261,5 +261,5 @@ def plot_study(table: Any, title: str | None = None, metrics: Sequence[str] = ("
     return fig
 
 
-__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "combine_study_tables", "effect_sizes", "overrides_text", "plot_study", "run_study", "save_weights",
-           "study_table", "sweep"]
+__all__ = ["COLUMNS", "METRICS", "Study", "TrainFn", "combine_study_tables", "effect_sizes", "overrides_text",
+           "plot_study", "run_study", "save_weights", "study_table", "sweep"]
