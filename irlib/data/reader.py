@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 

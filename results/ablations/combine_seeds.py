@@ -11,6 +11,7 @@ paired by seed: mean and sample std over seeds) and ``..._seeds<a>-<b>.png``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from irlib.engine.experiment import write_csv
@@ -29,7 +30,8 @@ def main() -> None:
         write_csv(DEMO / f"{stem}.csv", table)
         effects = effect_sizes(table)
         write_csv(DEMO / f"{stem}_effects.csv", effects)
-        save_figure(plot_study(table, f"{study}, demo profile"), DEMO / f"{stem}.png")
+        title = json.loads((DEMO / f"{study}.json").read_text())["metadata"]["params"]["title"]  # encoder, protocol
+        save_figure(plot_study(table, title), DEMO / f"{stem}.png")
         cols = ["variant", "seeds", "IoU Δ", "IoU Δ std", "Pd Δ", "Fa_1e-6 Δ"]
         print(stem, effects[cols].round(1).to_string(index=False), sep="\n")
 
